@@ -1,0 +1,259 @@
+#include "proxy/resp/reply_scanner.hpp"
+
+// The scanner walks a reply element by element, keeping an explicit stack of open aggregates
+// (how many elements each still expects) instead of recursing, so that a partial reply can be
+// resumed exactly where the previous call stopped: pos_ is the offset of the next element,
+// bulkLen_ the length of a bulk whose header was read but whose data has not arrived, and
+// lineScanned_ how far the current line was already searched for its CR.
+//
+// Attributes (`|`) annotate the element after them and are not elements of their parent: an
+// attribute level popped off the stack does not count toward the enclosing aggregate, and a
+// top-level attribute is framed together with the reply it precedes. ScanResult::type is the
+// type of that reply, never '|'.
+//
+// Not supported (redis-server never sends them): RESP3 streamed strings and aggregates (`$?`,
+// `*?`, `;`, `.`) are reported as errors.
+
+#include <algorithm>
+#include <cstring>
+
+namespace keygate::resp {
+namespace {
+
+constexpr std::string_view kErrType = "Protocol error: invalid reply type byte";
+constexpr std::string_view kErrBulkLength = "Protocol error: invalid bulk length in reply";
+constexpr std::string_view kErrBulkTooBig = "Protocol error: bulk reply over the size limit";
+constexpr std::string_view kErrAggregateLength = "Protocol error: invalid aggregate length";
+constexpr std::string_view kErrTooManyElements =
+    "Protocol error: aggregate reply over the element limit";
+constexpr std::string_view kErrTooDeep = "Protocol error: reply nested too deep";
+constexpr std::string_view kErrCrlf = "Protocol error: expected CRLF in reply";
+constexpr std::string_view kErrLineTooLong = "Protocol error: reply line too long";
+constexpr std::string_view kErrInteger = "Protocol error: invalid integer reply";
+constexpr std::string_view kErrNull = "Protocol error: invalid null reply";
+constexpr std::string_view kErrBoolean = "Protocol error: invalid boolean reply";
+constexpr std::string_view kErrDouble = "Protocol error: invalid double reply";
+constexpr std::string_view kErrBigNumber = "Protocol error: invalid big number reply";
+
+// Longest content of a line holding a number, boolean or null; anything longer is not one.
+constexpr std::size_t kShortLine = 32;
+
+enum class LineStatus : std::uint8_t { kFound, kIncomplete, kError };
+
+// Finds the CR LF ending the line whose type byte is at `start` and whose content may be at most
+// `limit` bytes long. `scanned` carries how far earlier calls searched.
+LineStatus findLineEnd(std::string_view in, std::size_t start, std::size_t limit,
+                       std::size_t& scanned, std::size_t& cr, std::string_view& error) {
+  const std::size_t avail = in.size() - start;
+  const std::size_t span = limit < SIZE_MAX - 2 ? limit + 2 : SIZE_MAX;
+  const std::size_t windowEnd = avail > span ? start + span : in.size();
+  const std::size_t from = std::max(scanned, start + 1);
+  if (from < windowEnd) {
+    const void* hit = std::memchr(in.data() + from, '\r', windowEnd - from);
+    if (hit != nullptr) {
+      cr = static_cast<std::size_t>(static_cast<const char*>(hit) - in.data());
+      scanned = cr;
+      if (cr + 1 >= in.size()) return LineStatus::kIncomplete;
+      if (in[cr + 1] != '\n') {
+        error = kErrCrlf;
+        return LineStatus::kError;
+      }
+      return LineStatus::kFound;
+    }
+  }
+  scanned = windowEnd;
+  if (avail >= span) {
+    error = kErrLineTooLong;
+    return LineStatus::kError;
+  }
+  return LineStatus::kIncomplete;
+}
+
+bool isKnownType(char t) {
+  switch (t) {
+    case '+':
+    case '-':
+    case ':':
+    case '$':
+    case '*':
+    case '_':
+    case '#':
+    case ',':
+    case '(':
+    case '!':
+    case '=':
+    case '%':
+    case '~':
+    case '>':
+    case '|':
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool allDigits(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// A signed 64-bit decimal with an optional sign.
+bool parseInteger(std::string_view s, std::int64_t& value) {
+  bool negative = false;
+  if (!s.empty() && (s[0] == '-' || s[0] == '+')) {
+    negative = s[0] == '-';
+    s.remove_prefix(1);
+  }
+  if (!allDigits(s) || s.size() > 19) return false;
+  std::uint64_t v = 0;
+  for (char c : s)
+    v = v * 10 + static_cast<std::uint64_t>(c - '0');
+  constexpr auto kMax = static_cast<std::uint64_t>(INT64_MAX);
+  if (v > kMax + (negative ? 1 : 0)) return false;
+  value = negative ? (v == kMax + 1 ? INT64_MIN : -static_cast<std::int64_t>(v))
+                   : static_cast<std::int64_t>(v);
+  return true;
+}
+
+bool validBigNumber(std::string_view s) {
+  if (!s.empty() && (s[0] == '-' || s[0] == '+')) s.remove_prefix(1);
+  return allDigits(s);
+}
+
+bool validDouble(std::string_view s) {
+  std::string_view magnitude = s;
+  if (!magnitude.empty() && (magnitude[0] == '-' || magnitude[0] == '+')) {
+    magnitude.remove_prefix(1);
+  }
+  if (magnitude == "inf" || magnitude == "nan") return true;
+  if (magnitude.empty()) return false;
+  return std::all_of(magnitude.begin(), magnitude.end(), [](char c) {
+    return (c >= '0' && c <= '9') || c == '.' || c == 'e' || c == 'E' || c == '-' || c == '+';
+  });
+}
+
+}  // namespace
+
+void ReplyScanner::reset() {
+  pos_ = 0;
+  stack_.clear();
+  type_ = 0;
+  wanted_ = 0;
+  bulkLen_ = -1;
+  lineScanned_ = 0;
+}
+
+ScanResult ReplyScanner::fail(std::string_view error) {
+  reset();
+  return {ScanStatus::kError, 0, 0, error};
+}
+
+ScanResult ReplyScanner::complete() {
+  const ScanResult result{ScanStatus::kOk, pos_, type_, {}};
+  reset();
+  return result;
+}
+
+bool ReplyScanner::elementDone() {
+  while (!stack_.empty()) {
+    Level& top = stack_.back();
+    if (--top.remaining > 0) return false;
+    const bool attribute = top.isAttribute;
+    stack_.pop_back();
+    // An attribute is not an element of its parent: the element it annotates still follows.
+    if (attribute) return false;
+  }
+  return true;
+}
+
+ScanResult ReplyScanner::scan(std::string_view in) {
+  // A caller that broke the resume contract (shorter input than before) gets a fresh start
+  // rather than reads past the end of its buffer.
+  if (in.size() < pos_ || in.size() < lineScanned_) reset();
+  wanted_ = 0;
+  for (;;) {
+    if (bulkLen_ >= 0) {
+      // No overflow: bulkLen_ < 2^63 and pos_ is bounded by the input size.
+      const std::size_t end = pos_ + static_cast<std::size_t>(bulkLen_) + 2;
+      if (in.size() < end) {
+        wanted_ = end;
+        return {};
+      }
+      if (in[end - 2] != '\r' || in[end - 1] != '\n') return fail(kErrCrlf);
+      pos_ = end;
+      bulkLen_ = -1;
+      if (elementDone()) return complete();
+      continue;
+    }
+
+    if (pos_ >= in.size()) return {};
+    const char t = in[pos_];
+    if (!isKnownType(t)) return fail(kErrType);
+    const bool textLine = t == '+' || t == '-' || t == ',' || t == '(';
+    const std::size_t limit = textLine ? limits_.maxBulkBytes : kShortLine;
+    std::size_t cr = 0;
+    std::string_view error;
+    switch (findLineEnd(in, pos_, limit, lineScanned_, cr, error)) {
+      case LineStatus::kFound:
+        break;
+      case LineStatus::kIncomplete:
+        return {};
+      case LineStatus::kError:
+        return fail(error);
+    }
+    const std::string_view content = in.substr(pos_ + 1, cr - pos_ - 1);
+    if (stack_.empty() && t != '|') type_ = t;
+    pos_ = cr + 2;
+    lineScanned_ = 0;
+
+    std::int64_t n = 0;
+    switch (t) {
+      case '+':
+      case '-':
+        break;
+      case ':':
+        if (!parseInteger(content, n)) return fail(kErrInteger);
+        break;
+      case '(':
+        if (!validBigNumber(content)) return fail(kErrBigNumber);
+        break;
+      case ',':
+        if (!validDouble(content)) return fail(kErrDouble);
+        break;
+      case '#':
+        if (content != "t" && content != "f") return fail(kErrBoolean);
+        break;
+      case '_':
+        if (!content.empty()) return fail(kErrNull);
+        break;
+      case '$':
+      case '=':
+      case '!':
+        if (!parseInteger(content, n) || content[0] == '+') return fail(kErrBulkLength);
+        if (n == -1 && t == '$') break;  // RESP2 null bulk
+        if (n < 0) return fail(kErrBulkLength);
+        if (static_cast<std::uint64_t>(n) > limits_.maxBulkBytes) return fail(kErrBulkTooBig);
+        bulkLen_ = n;
+        continue;
+      default: {  // aggregates: * % ~ > |
+        if (!parseInteger(content, n) || content[0] == '+') return fail(kErrAggregateLength);
+        if (n == -1 && t == '*') break;  // RESP2 null array
+        if (n < 0) return fail(kErrAggregateLength);
+        const bool pairs = t == '%' || t == '|';
+        const auto count = static_cast<std::uint64_t>(n);
+        if (count > limits_.maxArrayElements || (pairs && count * 2 > limits_.maxArrayElements)) {
+          return fail(kErrTooManyElements);
+        }
+        if (count == 0) {
+          if (t == '|') continue;  // an empty attribute annotates the next element
+          break;
+        }
+        if (stack_.size() >= limits_.maxNestingDepth) return fail(kErrTooDeep);
+        stack_.push_back(Level{pairs ? n * 2 : n, t == '|'});
+        continue;
+      }
+    }
+    if (elementDone()) return complete();
+  }
+}
+
+}  // namespace keygate::resp
