@@ -1,0 +1,735 @@
+// YAML file -> Config. The loader walks the document once against a static schema (one table of
+// fields per section), reports every problem it meets instead of stopping at the first, then runs
+// the checks that span several keys (cluster seeds, a listener that would forward to itself, ...).
+// yaml-cpp's exceptions are caught here; none leave the module.
+
+#include "config/config.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iterator>
+#include <limits>
+#include <map>
+#include <set>
+#include <span>
+#include <string_view>
+#include <system_error>
+
+#include "config/values.hpp"
+
+namespace keygate::config {
+
+using std::chrono::milliseconds;
+
+std::string HostPort::str() const {
+  if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
+  return host + ":" + std::to_string(port);
+}
+
+std::string ConfigError::str() const {
+  std::string out = file;
+  if (line > 0) {
+    if (!out.empty()) out += ":";
+    out += std::to_string(line) + ":" + std::to_string(column);
+  }
+  if (!out.empty()) out += ": ";
+  if (!path.empty()) out += path + ": ";
+  return out + message;
+}
+
+std::optional<HostPort> parseHostPort(const std::string& text) {
+  return parseAddress(text).value;
+}
+
+namespace {
+
+constexpr milliseconds kMinConnectTimeout{1};
+constexpr milliseconds kMaxConnectTimeout = std::chrono::minutes(10);
+constexpr milliseconds kMaxDrainTimeout = std::chrono::hours(1);
+constexpr std::uint64_t kMiB = 1024ull * 1024;
+constexpr std::uint64_t kGiB = 1024ull * kMiB;
+
+constexpr std::string_view kYamlStrTag = "tag:yaml.org,2002:str";
+
+// One `key: value` pair being read. `keyMark` stands in for the value's position when the value
+// is empty: yaml-cpp marks an empty value at the next token, which is usually on the next line.
+struct Entry {
+  YAML::Mark keyMark;
+  YAML::Node value;
+  std::string path;
+
+  YAML::Mark at() const { return (value.IsDefined() && !value.IsNull()) ? value.Mark() : keyMark; }
+};
+
+class Loader;
+
+struct Field {
+  std::string_view name;
+  void (*read)(Loader&, const Entry&);
+};
+
+struct Section {
+  std::string_view name;  // "" for the top level
+  std::span<const Field> fields;
+  std::string_view example;
+};
+
+// A rule spanning several keys. `involved` lists their paths in order of blame: the error is
+// reported at the first one that appears in the file (or on the command line).
+struct Problem {
+  std::vector<std::string_view> involved;
+  std::string message;
+};
+
+std::string kindOf(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Map:
+      return "a mapping";
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Scalar:
+      return "a single value";
+    default:
+      return "nothing";
+  }
+}
+
+std::string joinNames(std::span<const Field> fields) {
+  std::string out;
+  for (const auto& f : fields) {
+    if (!out.empty()) out += ", ";
+    out += f.name;
+  }
+  return out;
+}
+
+// Records `path` and every enclosing path ("upstream.seeds[1]" -> "upstream.seeds", "upstream").
+void addWithParents(std::set<std::string, std::less<>>& paths, const std::string& path) {
+  paths.insert(path);
+  for (std::size_t i = path.size(); i-- > 0;) {
+    if (path[i] == '.' || path[i] == '[') paths.insert(path.substr(0, i));
+  }
+}
+
+std::vector<Problem> crossCheck(const Config& c,
+                                const std::function<bool(std::string_view)>& explicitlySet) {
+  std::vector<Problem> problems;
+  const bool cluster = c.upstream.mode == UpstreamMode::kCluster;
+  if (cluster && c.upstream.seeds.empty()) {
+    problems.push_back({{"upstream.seeds", "upstream.mode"},
+                        "cluster mode needs at least one seed; list cluster nodes in "
+                        "upstream.seeds, e.g. seeds: [10.0.0.1:6379, 10.0.0.2:6379]"});
+  }
+  if (!cluster && !c.upstream.seeds.empty()) {
+    problems.push_back({{"upstream.seeds", "upstream.mode"},
+                        "seeds are only used in cluster mode; set upstream.mode: cluster, or "
+                        "remove seeds and use upstream.address"});
+  }
+  if (cluster && explicitlySet("upstream.address")) {
+    problems.push_back({{"upstream.address", "upstream.mode"},
+                        "cluster mode finds its nodes through upstream.seeds and has no use for "
+                        "address; move this address into upstream.seeds"});
+  }
+  if (!c.upstream.username.empty() && c.upstream.password.empty()) {
+    problems.push_back({{"upstream.username", "upstream.password"},
+                        "an upstream ACL username needs upstream.password as well; set the "
+                        "password, or remove the username to use the default user"});
+  }
+  if (c.admin && sameLocalEndpoint(*c.admin, c.listen)) {
+    problems.push_back({{"admin", "listen"},
+                        "admin address " + c.admin->str() + " collides with listen " +
+                            c.listen.str() + "; give the admin HTTP listener its own port"});
+  }
+  if (!cluster && reachesListener(c.upstream.address, c.listen)) {
+    problems.push_back({{"upstream.address", "listen"},
+                        "upstream.address " + c.upstream.address.str() +
+                            " is keygate's own listen address " + c.listen.str() +
+                            ", so keygate would forward to itself; point it at Redis"});
+  }
+  if (cluster) {
+    for (const auto& seed : c.upstream.seeds) {
+      if (reachesListener(seed, c.listen)) {
+        problems.push_back({{"upstream.seeds", "listen"},
+                            "seed " + seed.str() + " is keygate's own listen address " +
+                                c.listen.str() + "; list Redis Cluster nodes only"});
+      }
+    }
+  }
+  return problems;
+}
+
+class Loader {
+ public:
+  Loader(const std::string& file, LoadResult& out) : file_(file), out_(out) {}
+
+  void load(const std::string& yaml);
+
+  Config& config() { return out_.config; }
+
+  // Each reader reports its own error and returns nullopt when the value is unusable.
+  std::optional<std::string> readString(const Entry& e);
+  std::optional<std::uint64_t> readUint(const Entry& e, std::uint64_t min, std::uint64_t max,
+                                        std::string_view hint = {});
+  std::optional<std::uint64_t> readSize(const Entry& e, std::uint64_t min, std::uint64_t max);
+  std::optional<milliseconds> readDuration(const Entry& e, milliseconds min, milliseconds max);
+  std::optional<HostPort> readAddress(const Entry& e);
+  std::optional<std::size_t> readChoice(const Entry& e, std::span<const std::string_view> choices,
+                                        std::string_view noun);
+  void readSeeds(const Entry& e);
+  void readSection(const Entry& e, const Section& section);
+
+ private:
+  void walkMap(const YAML::Node& map, const std::string& prefix, const Section& section);
+  void unknownKey(const YAML::Node& key, const std::string& name, const std::string& path,
+                  const Section& section);
+  std::optional<std::string> scalarOf(const Entry& e, std::string_view expected);
+  void report(const YAML::Mark& mark, const std::string& path, std::string message);
+  void runCrossChecks();
+
+  template <typename T>
+  std::optional<T> take(const Entry& e, Parsed<T> parsed) {
+    if (!parsed) report(e.at(), e.path, std::move(parsed.error));
+    return std::move(parsed.value);
+  }
+
+  bool unterminatedQuote(const YAML::Node& scalar) const;
+
+  const std::string& file_;
+  LoadResult& out_;
+  std::string_view text_;  // the document, for checks yaml-cpp does not make
+  std::map<std::string, YAML::Mark, std::less<>> located_;  // path -> where it was set
+  std::set<std::string, std::less<>> failed_;               // paths (and parents) in error
+};
+
+// ---- schema -------------------------------------------------------------------------------
+
+constexpr Field kLogFields[] = {
+    {"level",
+     [](Loader& l, const Entry& e) {
+       if (auto i = l.readChoice(e, kLogLevels, "log level")) {
+         l.config().logLevel = std::string(kLogLevels[*i]);
+       }
+     }},
+    {"format",
+     [](Loader& l, const Entry& e) {
+       if (auto i = l.readChoice(e, kLogFormats, "log format")) {
+         l.config().logFormat = *i == 0 ? LogFormat::kText : LogFormat::kJson;
+       }
+     }},
+};
+
+constexpr Field kUpstreamFields[] = {
+    {"mode",
+     [](Loader& l, const Entry& e) {
+       if (auto i = l.readChoice(e, kUpstreamModes, "upstream mode")) {
+         l.config().upstream.mode = *i == 0 ? UpstreamMode::kStandalone : UpstreamMode::kCluster;
+       }
+     }},
+    {"address",
+     [](Loader& l, const Entry& e) {
+       if (auto v = l.readAddress(e)) l.config().upstream.address = *v;
+     }},
+    {"seeds", [](Loader& l, const Entry& e) { l.readSeeds(e); }},
+    {"username",
+     [](Loader& l, const Entry& e) {
+       if (auto v = l.readString(e)) l.config().upstream.username = *v;
+     }},
+    {"password",
+     [](Loader& l, const Entry& e) {
+       if (auto v = l.readString(e)) l.config().upstream.password = *v;
+     }},
+    {"connectTimeout",
+     [](Loader& l, const Entry& e) {
+       if (auto v = l.readDuration(e, kMinConnectTimeout, kMaxConnectTimeout)) {
+         l.config().upstream.connectTimeout = *v;
+       }
+     }},
+    {"connectionsPerWorker",
+     [](Loader& l, const Entry& e) {
+       if (auto v = l.readUint(e, 1, 64)) {
+         l.config().upstream.connectionsPerWorker = static_cast<std::uint32_t>(*v);
+       }
+     }},
+};
+
+constexpr Field kLimitsFields[] = {
+    {"maxClients",
+     [](Loader& l, const Entry& e) {
+       if (auto v = l.readUint(e, 1, 1'000'000)) {
+         l.config().limits.maxClients = static_cast<std::uint32_t>(*v);
+       }
+     }},
+    {"maxBulkBytes",
+     [](Loader& l, const Entry& e) {
+       if (auto v = l.readSize(e, 1, 4 * kGiB)) l.config().limits.maxBulkBytes = *v;
+     }},
+    {"maxArrayElements",
+     [](Loader& l, const Entry& e) {
+       if (auto v = l.readUint(e, 1, 1ull << 31)) l.config().limits.maxArrayElements = *v;
+     }},
+    {"maxNestingDepth",
+     [](Loader& l, const Entry& e) {
+       if (auto v = l.readUint(e, 1, 1024)) {
+         l.config().limits.maxNestingDepth = static_cast<std::uint32_t>(*v);
+       }
+     }},
+    {"maxInlineBytes",
+     [](Loader& l, const Entry& e) {
+       if (auto v = l.readSize(e, 1, 512 * kMiB)) l.config().limits.maxInlineBytes = *v;
+     }},
+    {"maxClientOutputBytes",
+     [](Loader& l, const Entry& e) {
+       if (auto v = l.readSize(e, 1, 64 * kGiB)) l.config().limits.maxClientOutputBytes = *v;
+     }},
+    {"maxPipelinedRequests",
+     [](Loader& l, const Entry& e) {
+       if (auto v = l.readUint(e, 1, 1'000'000)) {
+         l.config().limits.maxPipelinedRequests = static_cast<std::uint32_t>(*v);
+       }
+     }},
+};
+
+constexpr Field kShutdownFields[] = {
+    {"drainTimeout",
+     [](Loader& l, const Entry& e) {
+       if (auto v = l.readDuration(e, milliseconds(0), kMaxDrainTimeout)) {
+         l.config().shutdownDrainTimeout = *v;
+       }
+     }},
+};
+
+constexpr Section kLogSection{"log", kLogFields, "e.g. log: {level: info, format: json}"};
+constexpr Section kUpstreamSection{"upstream", kUpstreamFields,
+                                   "e.g. upstream: {address: 127.0.0.1:6379}"};
+constexpr Section kLimitsSection{"limits", kLimitsFields, "e.g. limits: {maxClients: 10000}"};
+constexpr Section kShutdownSection{"shutdown", kShutdownFields,
+                                   "e.g. shutdown: {drainTimeout: 10s}"};
+
+constexpr Field kTopFields[] = {
+    {"listen",
+     [](Loader& l, const Entry& e) {
+       if (auto v = l.readAddress(e)) l.config().listen = *v;
+     }},
+    {"admin",
+     [](Loader& l, const Entry& e) {
+       if (auto v = l.readAddress(e)) l.config().admin = *v;
+     }},
+    {"threads",
+     [](Loader& l, const Entry& e) {
+       if (auto v = l.readUint(e, 0, kMaxThreads, kThreadsHint)) {
+         l.config().threads = static_cast<std::uint32_t>(*v);
+       }
+     }},
+    {"log", [](Loader& l, const Entry& e) { l.readSection(e, kLogSection); }},
+    {"upstream", [](Loader& l, const Entry& e) { l.readSection(e, kUpstreamSection); }},
+    {"limits", [](Loader& l, const Entry& e) { l.readSection(e, kLimitsSection); }},
+    {"shutdown", [](Loader& l, const Entry& e) { l.readSection(e, kShutdownSection); }},
+};
+
+constexpr Section kTopSection{"", kTopFields, "e.g. listen: 127.0.0.1:6380"};
+
+constexpr const Section* kAllSections[] = {&kTopSection, &kLogSection, &kUpstreamSection,
+                                           &kLimitsSection, &kShutdownSection};
+
+// ---- loader -------------------------------------------------------------------------------
+
+void Loader::report(const YAML::Mark& mark, const std::string& path, std::string message) {
+  ConfigError error;
+  error.file = file_;
+  if (!mark.is_null()) {
+    error.line = mark.line + 1;
+    error.column = mark.column + 1;
+  }
+  error.path = path;
+  error.message = std::move(message);
+  out_.errors.push_back(std::move(error));
+  if (!path.empty()) addWithParents(failed_, path);
+}
+
+void Loader::load(const std::string& yaml) {
+  text_ = yaml;
+  std::vector<YAML::Node> docs;
+  try {
+    docs = YAML::LoadAll(yaml);
+  } catch (const YAML::ParserException& e) {
+    report(e.mark, "",
+           "YAML syntax error: " + e.msg + "; check the indentation, quotes and brackets here");
+    return;
+  }
+  // An empty file, or one holding only comments, has no document: every default applies.
+  if (docs.empty() || docs.front().IsNull()) return;
+  const YAML::Node& root = docs.front();
+  for (std::size_t i = 1; i < docs.size(); ++i) {
+    if (docs[i].IsNull()) continue;
+    report(docs[i].Mark(), "",
+           "a second YAML document starts here; keygate reads one document, so merge it into "
+           "the first and remove the '---' separator");
+  }
+  if (!root.IsMap()) {
+    report(root.Mark(), "",
+           "the top level must be a mapping of keys such as 'listen:' and 'upstream:', got " +
+               kindOf(root) + "; see config/keygate.example.yaml");
+    return;
+  }
+  walkMap(root, "", kTopSection);
+  runCrossChecks();
+  std::stable_sort(
+      out_.errors.begin(), out_.errors.end(), [](const ConfigError& a, const ConfigError& b) {
+        // Errors without a position (rare yaml-cpp null marks) go last.
+        const auto key = [](const ConfigError& e) {
+          return std::pair(e.line == 0 ? std::numeric_limits<int>::max() : e.line, e.column);
+        };
+        return key(a) < key(b);
+      });
+}
+
+void Loader::walkMap(const YAML::Node& map, const std::string& prefix, const Section& section) {
+  std::map<std::string, int, std::less<>> firstLine;
+  for (auto it = map.begin(); it != map.end(); ++it) {
+    // Copies: yaml-cpp's iterator hands out a temporary pair, references to it dangle.
+    const YAML::Node key = it->first;
+    const YAML::Node value = it->second;
+    if (!key.IsScalar()) {
+      const YAML::Mark mark = key.IsNull() ? map.Mark() : key.Mark();
+      report(mark, prefix,
+             "keys must be plain names, got " + kindOf(key) + "; write 'name: value' pairs");
+      continue;
+    }
+    const std::string& name = key.Scalar();
+    const std::string path = prefix.empty() ? name : prefix + "." + name;
+    const auto [first, inserted] = firstLine.emplace(name, key.Mark().line + 1);
+    if (!inserted) {
+      report(key.Mark(), path,
+             "duplicate key '" + name + "' (first set on line " + std::to_string(first->second) +
+                 "); keep only one of them");
+      continue;
+    }
+    const auto field = std::find_if(section.fields.begin(), section.fields.end(),
+                                    [&](const Field& f) { return f.name == name; });
+    if (field == section.fields.end()) {
+      unknownKey(key, name, path, section);
+      continue;
+    }
+    const Entry entry{key.Mark(), value, path};
+    located_.emplace(path, entry.at());
+    field->read(*this, entry);
+  }
+}
+
+void Loader::unknownKey(const YAML::Node& key, const std::string& name, const std::string& path,
+                        const Section& section) {
+  std::vector<std::string_view> siblings;
+  for (const auto& f : section.fields)
+    siblings.push_back(f.name);
+  std::string message = "unknown key '" + name + "'; ";
+  if (const auto near = closestMatch(name, siblings)) {
+    report(key.Mark(), path, message + "did you mean '" + std::string(*near) + "'?");
+    return;
+  }
+  // A known key in the wrong section ("address" at the top level) is a common slip.
+  for (const Section* other : kAllSections) {
+    if (other == &section) continue;
+    std::vector<std::string_view> keys;
+    for (const auto& f : other->fields)
+      keys.push_back(f.name);
+    if (const auto near = closestMatch(name, keys)) {
+      const std::string where =
+          other->name.empty() ? "at the top level" : "under '" + std::string(other->name) + ":'";
+      const std::string full = other->name.empty()
+                                   ? std::string(*near)
+                                   : std::string(other->name) + "." + std::string(*near);
+      report(key.Mark(), path,
+             message + "did you mean '" + full + "'? That key belongs " + where + ".");
+      return;
+    }
+  }
+  report(key.Mark(), path,
+         message + "remove it, or use one of: " + joinNames(section.fields) + ".");
+}
+
+// yaml-cpp 0.7 accepts a quoted scalar whose closing quote is missing when the file ends in a
+// newline: the value silently runs to the end of the file and swallows every key after it.
+bool Loader::unterminatedQuote(const YAML::Node& scalar) const {
+  if (scalar.Tag() != "!") return false;
+  const YAML::Mark mark = scalar.Mark();
+  if (mark.is_null() || mark.pos < 0 || static_cast<std::size_t>(mark.pos) >= text_.size()) {
+    return false;
+  }
+  const char quote = text_[static_cast<std::size_t>(mark.pos)];
+  if (quote != '"' && quote != '\'') return false;
+  for (std::size_t i = static_cast<std::size_t>(mark.pos) + 1; i < text_.size(); ++i) {
+    const char c = text_[i];
+    if (quote == '"' && c == '\\') {
+      ++i;  // an escaped character, possibly a quote
+    } else if (c == quote) {
+      if (quote == '\'' && i + 1 < text_.size() && text_[i + 1] == '\'') {
+        ++i;  // '' is a single quote inside a single-quoted scalar
+        continue;
+      }
+      return false;
+    }
+  }
+  return true;
+}
+
+std::optional<std::string> Loader::scalarOf(const Entry& e, std::string_view expected) {
+  if (!e.value.IsDefined() || e.value.IsNull()) {
+    report(e.at(), e.path, "missing value; expected " + std::string(expected));
+    return std::nullopt;
+  }
+  if (!e.value.IsScalar()) {
+    report(e.at(), e.path,
+           "expected " + std::string(expected) + ", got " + kindOf(e.value) +
+               "; write a single value");
+    return std::nullopt;
+  }
+  if (unterminatedQuote(e.value)) {
+    report(e.at(), e.path,
+           "YAML syntax error: this quoted value has no closing quote, so it runs to the end of "
+           "the file; add the closing quote");
+    return std::nullopt;
+  }
+  return e.value.Scalar();
+}
+
+std::optional<std::string> Loader::readString(const Entry& e) {
+  return scalarOf(e, "a string (quote it if it contains ':' or '#')");
+}
+
+std::optional<std::uint64_t> Loader::readUint(const Entry& e, std::uint64_t min, std::uint64_t max,
+                                              std::string_view hint) {
+  const std::string expected =
+      "a whole number from " + std::to_string(min) + " to " + std::to_string(max);
+  const auto text = scalarOf(e, expected);
+  if (!text) return std::nullopt;
+  // A quoted "4" is a string in YAML; accepting it would hide a templating mistake.
+  const std::string& tag = e.value.Tag();
+  if (tag == "!" || tag == kYamlStrTag) {
+    report(e.at(), e.path,
+           "expected " + expected + ", got the quoted string \"" + *text + "\"; remove the quotes");
+    return std::nullopt;
+  }
+  return take(e, parseUnsignedIn(*text, min, max, hint));
+}
+
+std::optional<std::uint64_t> Loader::readSize(const Entry& e, std::uint64_t min,
+                                              std::uint64_t max) {
+  const auto text = scalarOf(e, "a size such as 65536, 64KiB or 16MiB");
+  if (!text) return std::nullopt;
+  return take(e, parseSizeIn(*text, min, max));
+}
+
+std::optional<milliseconds> Loader::readDuration(const Entry& e, milliseconds min,
+                                                 milliseconds max) {
+  const auto text = scalarOf(e, "a duration such as 500ms or 10s");
+  if (!text) return std::nullopt;
+  return take(e, parseDurationIn(*text, min, max));
+}
+
+std::optional<HostPort> Loader::readAddress(const Entry& e) {
+  const auto text = scalarOf(e, "a HOST:PORT address such as 127.0.0.1:6380");
+  if (!text) return std::nullopt;
+  return take(e, parseAddress(*text));
+}
+
+std::optional<std::size_t> Loader::readChoice(const Entry& e,
+                                              std::span<const std::string_view> choices,
+                                              std::string_view noun) {
+  std::string expected = "one of";
+  for (const auto c : choices)
+    expected += " " + std::string(c);
+  const auto text = scalarOf(e, expected);
+  if (!text) return std::nullopt;
+  return take(e, parseChoice(*text, choices, noun));
+}
+
+void Loader::readSeeds(const Entry& e) {
+  constexpr std::string_view kExpected =
+      "a list of HOST:PORT addresses, e.g. [10.0.0.1:6379, 10.0.0.2:6379]";
+  if (!e.value.IsSequence()) {
+    const std::string got = e.value.IsNull() ? "nothing" : kindOf(e.value);
+    report(e.at(), e.path, "expected " + std::string(kExpected) + ", got " + got);
+    return;
+  }
+  std::vector<HostPort> seeds;
+  for (std::size_t i = 0; i < e.value.size(); ++i) {
+    const YAML::Node item = e.value[i];
+    const YAML::Mark itemMark = item.IsNull() ? e.at() : item.Mark();
+    const Entry entry{itemMark, item, e.path + "[" + std::to_string(i) + "]"};
+    const auto seed = readAddress(entry);
+    if (!seed) continue;
+    if (std::find(seeds.begin(), seeds.end(), *seed) != seeds.end()) {
+      report(entry.at(), entry.path,
+             "seed " + seed->str() + " is listed twice; list each node once");
+      continue;
+    }
+    seeds.push_back(*seed);
+  }
+  config().upstream.seeds = std::move(seeds);
+}
+
+void Loader::readSection(const Entry& e, const Section& section) {
+  // A section whose keys are all commented out is empty, not wrong: its defaults apply.
+  if (!e.value.IsDefined() || e.value.IsNull()) return;
+  if (!e.value.IsMap()) {
+    report(e.at(), e.path,
+           "'" + std::string(section.name) + "' is a section with the keys " +
+               joinNames(section.fields) + ", got " + kindOf(e.value) +
+               "; indent its keys below it, " + std::string(section.example));
+    return;
+  }
+  walkMap(e.value, e.path, section);
+}
+
+void Loader::runCrossChecks() {
+  const auto isSet = [this](std::string_view path) { return located_.contains(path); };
+  for (auto& problem : crossCheck(out_.config, isSet)) {
+    const bool dependsOnBadValue =
+        std::any_of(problem.involved.begin(), problem.involved.end(),
+                    [this](std::string_view p) { return failed_.contains(p); });
+    if (dependsOnBadValue) continue;
+    const auto blamed = std::find_if(problem.involved.begin(), problem.involved.end(), isSet);
+    const std::string path(blamed != problem.involved.end() ? *blamed : problem.involved.front());
+    const auto mark = located_.find(path);
+    report(mark != located_.end() ? mark->second : YAML::Mark::null_mark(), path,
+           std::move(problem.message));
+  }
+}
+
+LoadResult internalError(const std::string& file, std::string_view what) {
+  LoadResult result;
+  result.config.sourcePath = file;
+  result.errors.push_back(
+      {file, 0, 0, "", "internal error while loading the configuration: " + std::string(what)});
+  return result;
+}
+
+}  // namespace
+
+LoadResult loadFromString(const std::string& yaml, const std::string& fileName) {
+  try {
+    LoadResult result;
+    result.config.sourcePath = fileName;
+    Loader(fileName, result).load(yaml);
+    return result;
+  } catch (const std::exception& e) {
+    return internalError(fileName, e.what());
+  } catch (...) {
+    return internalError(fileName, "unknown exception");
+  }
+}
+
+LoadResult loadFromFile(const std::string& path) {
+  try {
+    const auto unreadable = [&](const std::string& why) {
+      LoadResult result;
+      result.config.sourcePath = path;
+      result.errors.push_back({path, 0, 0, "",
+                               "cannot read the configuration file: " + why +
+                                   "; check the path given to --config and its permissions"});
+      return result;
+    };
+    std::error_code ec;
+    if (std::filesystem::is_directory(path, ec)) return unreadable("it is a directory");
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return unreadable(std::generic_category().message(errno));
+    std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+    if (in.bad()) return unreadable("read failed");
+    return loadFromString(text, path);
+  } catch (const std::exception& e) {
+    return internalError(path, e.what());
+  } catch (...) {
+    return internalError(path, "unknown exception");
+  }
+}
+
+void applyOverrides(const Overrides& overrides, LoadResult& result) {
+  try {
+    Config& c = result.config;
+    // Config paths already wrong in the file: no cross-check is judged against their defaults.
+    std::set<std::string, std::less<>> failedInFile;
+    for (const auto& e : result.errors) {
+      if (!e.path.empty()) addWithParents(failedInFile, e.path);
+    }
+    std::map<std::string_view, std::string_view> flagOf;  // config path -> flag that set it
+    const auto fail = [&](std::string flag, std::string message) {
+      result.errors.push_back({"", 0, 0, std::move(flag), std::move(message)});
+    };
+    if (overrides.listen) {
+      if (auto v = parseAddress(*overrides.listen)) {
+        c.listen = *v.value;
+        flagOf["listen"] = "--listen";
+      } else {
+        fail("--listen", v.error);
+      }
+    }
+    if (overrides.upstream) {
+      if (auto v = parseAddress(*overrides.upstream)) {
+        // In cluster mode the one address given on the command line is the seed.
+        if (c.upstream.mode == UpstreamMode::kCluster) {
+          c.upstream.seeds = {*v.value};
+          flagOf["upstream.seeds"] = "--upstream";
+        } else {
+          c.upstream.address = *v.value;
+          flagOf["upstream.address"] = "--upstream";
+        }
+      } else {
+        fail("--upstream", v.error);
+      }
+    }
+    if (overrides.admin) {
+      if (auto v = parseAddress(*overrides.admin)) {
+        c.admin = *v.value;
+        flagOf["admin"] = "--admin";
+      } else {
+        fail("--admin", v.error);
+      }
+    }
+    if (overrides.threads) {
+      if (auto v = parseUnsignedIn(*overrides.threads, 0, kMaxThreads, kThreadsHint)) {
+        c.threads = static_cast<std::uint32_t>(*v.value);
+      } else {
+        fail("--threads", v.error);
+      }
+    }
+    if (overrides.logLevel) {
+      if (auto v = parseChoice(*overrides.logLevel, kLogLevels, "log level")) {
+        c.logLevel = std::string(kLogLevels[*v.value]);
+      } else {
+        fail("--log-level", v.error);
+      }
+    }
+    if (overrides.logFormat) {
+      if (auto v = parseChoice(*overrides.logFormat, kLogFormats, "log format")) {
+        c.logFormat = *v.value == 0 ? LogFormat::kText : LogFormat::kJson;
+      } else {
+        fail("--log-format", v.error);
+      }
+    }
+    if (flagOf.empty()) return;
+    // Problems the file alone already had were reported by the loader; report only those a
+    // flag is part of, at that flag.
+    for (auto& problem : crossCheck(c, [](std::string_view) { return false; })) {
+      const bool dependsOnBadValue =
+          std::any_of(problem.involved.begin(), problem.involved.end(),
+                      [&](std::string_view p) { return failedInFile.contains(p); });
+      if (dependsOnBadValue) continue;
+      const auto blamed = std::find_if(problem.involved.begin(), problem.involved.end(),
+                                       [&](std::string_view p) { return flagOf.contains(p); });
+      if (blamed == problem.involved.end()) continue;
+      fail(std::string(flagOf[*blamed]), std::move(problem.message));
+    }
+  } catch (const std::exception& e) {
+    result.errors.push_back(
+        {"", 0, 0, "", "internal error while applying flags: " + std::string(e.what())});
+  } catch (...) {
+    result.errors.push_back({"", 0, 0, "", "internal error while applying flags"});
+  }
+}
+
+}  // namespace keygate::config

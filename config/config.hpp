@@ -1,0 +1,109 @@
+#pragma once
+
+// keygate's process configuration: validated plain structs. config/ knows nothing of sockets;
+// it turns a YAML file plus command-line overrides into a Config, or into a list of errors that
+// each carry file:line:column, the YAML path and a sentence saying how to fix it.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace keygate::config {
+
+struct HostPort {
+  std::string host;
+  std::uint16_t port = 0;
+  std::string str() const;  // "host:port" ("[::1]:6379" for IPv6)
+  friend bool operator==(const HostPort&, const HostPort&) = default;
+};
+
+enum class LogFormat : std::uint8_t { kText, kJson };
+enum class UpstreamMode : std::uint8_t { kStandalone, kCluster };
+
+struct UpstreamConfig {
+  UpstreamMode mode = UpstreamMode::kStandalone;
+  HostPort address{"127.0.0.1", 6379};        // standalone
+  std::vector<HostPort> seeds;                // cluster (issue 3)
+  std::string username;                       // upstream ACL user (empty: default user)
+  std::string password;                       // empty: no AUTH
+  std::chrono::milliseconds connectTimeout{1000};
+  std::uint32_t connectionsPerWorker = 1;     // shared, multiplexed connections per protocol
+};
+
+struct LimitsConfig {
+  std::uint32_t maxClients = 10000;
+  std::uint64_t maxBulkBytes = 512ull * 1024 * 1024;
+  std::uint64_t maxArrayElements = 1024ull * 1024;
+  std::uint32_t maxNestingDepth = 64;
+  std::uint64_t maxInlineBytes = 64ull * 1024;
+  // Stop reading a client while its queued, unsent replies exceed this many bytes.
+  std::uint64_t maxClientOutputBytes = 16ull * 1024 * 1024;
+  // Stop reading a client while this many of its requests await replies.
+  std::uint32_t maxPipelinedRequests = 1024;
+};
+
+struct Config {
+  HostPort listen{"127.0.0.1", 6380};
+  std::optional<HostPort> admin;  // unset: no admin HTTP listener
+  std::uint32_t threads = 0;      // 0: one worker per core
+  std::string logLevel = "info";  // trace, debug, info, warn, error, critical, off
+  LogFormat logFormat = LogFormat::kText;
+  UpstreamConfig upstream;
+  LimitsConfig limits;
+  std::chrono::milliseconds shutdownDrainTimeout{10000};
+  std::string sourcePath;  // file the config came from, empty for built-in defaults
+};
+
+struct ConfigError {
+  std::string file;
+  int line = 0;    // 1-based; 0 when not from a file (command line)
+  int column = 0;  // 1-based
+  std::string path;     // YAML path such as "upstream.address" or "--threads"
+  std::string message;  // what is wrong and how to fix it
+  std::string str() const;  // "file:line:col: path: message"
+};
+
+// Command-line flags that override the file. Unset optionals leave the file's value.
+struct Overrides {
+  std::optional<std::string> listen, upstream, admin, threads, logLevel, logFormat;
+};
+
+enum class CliAction : std::uint8_t { kRun, kHelp, kVersion };
+
+struct CliOptions {
+  CliAction action = CliAction::kRun;
+  std::optional<std::string> configPath;
+  Overrides overrides;
+};
+
+struct CliResult {
+  CliOptions options;
+  std::vector<ConfigError> errors;  // non-empty: usage errors
+};
+
+// Parses `keygate [--config FILE] [--listen HOST:PORT] [--upstream HOST:PORT] [--admin HOST:PORT]
+// [--threads N] [--log-level LEVEL] [--log-format text|json] [--help] [--version]`.
+// Accepts both `--flag value` and `--flag=value`.
+CliResult parseCommandLine(int argc, const char* const* argv);
+std::string usage();
+
+struct LoadResult {
+  Config config;
+  std::vector<ConfigError> errors;  // all problems found, in file order; empty means valid
+  bool ok() const { return errors.empty(); }
+};
+
+// Loads and validates YAML text (strict: unknown keys and bad values are errors).
+LoadResult loadFromString(const std::string& yaml, const std::string& fileName);
+// Reads `path` and loads it; unreadable files are one error.
+LoadResult loadFromFile(const std::string& path);
+// Applies flag overrides onto `config`, validating each (errors carry path "--flag").
+void applyOverrides(const Overrides& overrides, LoadResult& result);
+
+// Parses "host:port", "[v6]:port" or ":port" (host defaults to 127.0.0.1).
+std::optional<HostPort> parseHostPort(const std::string& text);
+
+}  // namespace keygate::config
