@@ -25,12 +25,12 @@ enum class UpstreamMode : std::uint8_t { kStandalone, kCluster };
 
 struct UpstreamConfig {
   UpstreamMode mode = UpstreamMode::kStandalone;
-  HostPort address{"127.0.0.1", 6379};        // standalone
-  std::vector<HostPort> seeds;                // cluster (issue 3)
-  std::string username;                       // upstream ACL user (empty: default user)
-  std::string password;                       // empty: no AUTH
+  HostPort address{"127.0.0.1", 6379};  // standalone
+  std::vector<HostPort> seeds;          // cluster (issue 3)
+  std::string username;                 // upstream ACL user (empty: default user)
+  std::string password;                 // empty: no AUTH
   std::chrono::milliseconds connectTimeout{1000};
-  std::uint32_t connectionsPerWorker = 1;     // shared, multiplexed connections per protocol
+  std::uint32_t connectionsPerWorker = 1;  // shared, multiplexed connections per protocol
 };
 
 struct LimitsConfig {
@@ -59,10 +59,10 @@ struct Config {
 
 struct ConfigError {
   std::string file;
-  int line = 0;    // 1-based; 0 when not from a file (command line)
-  int column = 0;  // 1-based
-  std::string path;     // YAML path such as "upstream.address" or "--threads"
-  std::string message;  // what is wrong and how to fix it
+  int line = 0;             // 1-based; 0 when not from a file (command line)
+  int column = 0;           // 1-based
+  std::string path;         // YAML path such as "upstream.address" or "--threads"
+  std::string message;      // what is wrong and how to fix it
   std::string str() const;  // "file:line:col: path: message"
 };
 

@@ -1,0 +1,152 @@
+#include "proxy/admin_server.hpp"
+
+#include <prometheus/text_serializer.h>
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/streambuf.hpp>
+#include <boost/asio/write.hpp>
+
+namespace keygate::proxy {
+
+namespace {
+
+constexpr std::size_t kMaxRequestBytes = 8192;
+
+std::string httpResponse(int status, std::string_view reason, std::string_view contentType,
+                         std::string_view body) {
+  std::string out = "HTTP/1.1 " + std::to_string(status) + " " + std::string(reason) + "\r\n";
+  out += "Content-Type: " + std::string(contentType) + "\r\n";
+  out += "Content-Length: " + std::to_string(body.size()) + "\r\n";
+  out += "Connection: close\r\n\r\n";
+  out += body;
+  return out;
+}
+
+class AdminConnection : public std::enable_shared_from_this<AdminConnection> {
+ public:
+  AdminConnection(asio::ip::tcp::socket socket, const AdminServer& server)
+      : socket_(std::move(socket)), server_(server), buffer_(kMaxRequestBytes) {}
+
+  void start() {
+    asio::async_read_until(socket_, buffer_, "\r\n\r\n",
+                           [self = shared_from_this()](const boost::system::error_code& ec,
+                                                       std::size_t n) { self->onRequest(ec, n); });
+  }
+
+ private:
+  void onRequest(const boost::system::error_code& ec, std::size_t n) {
+    std::string response;
+    if (ec) {
+      if (ec != asio::error::not_found) return;  // peer went away
+      response = httpResponse(431, "Request Header Fields Too Large", "text/plain", "too large\n");
+    } else {
+      std::string head(asio::buffers_begin(buffer_.data()),
+                       asio::buffers_begin(buffer_.data()) + n);
+      const auto lineEnd = head.find("\r\n");
+      const std::string_view line(head.data(), lineEnd);
+      const auto sp1 = line.find(' ');
+      const auto sp2 = line.find(' ', sp1 == std::string_view::npos ? 0 : sp1 + 1);
+      if (sp1 == std::string_view::npos || sp2 == std::string_view::npos) {
+        response = httpResponse(400, "Bad Request", "text/plain", "bad request\n");
+      } else {
+        response = server_.respond(line.substr(0, sp1), line.substr(sp1 + 1, sp2 - sp1 - 1));
+      }
+    }
+    response_ = std::move(response);
+    asio::async_write(socket_, asio::buffer(response_),
+                      [self = shared_from_this()](const boost::system::error_code&, std::size_t) {
+                        boost::system::error_code ignored;
+                        self->socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+                      });
+  }
+
+  asio::ip::tcp::socket socket_;
+  const AdminServer& server_;
+  asio::streambuf buffer_;
+  std::string response_;
+};
+
+}  // namespace
+
+AdminServer::AdminServer(asio::io_context& io, const ServerContext& context,
+                         const std::vector<std::unique_ptr<Worker>>& workers)
+    : io_(io),
+      context_(context),
+      workers_(workers),
+      acceptor_(io),
+      collector_(std::make_shared<ProxyCollector>(context, workers)),
+      registry_(std::make_shared<prometheus::Registry>()) {}
+
+bool AdminServer::open(const config::HostPort& address) {
+  boost::system::error_code ec;
+  auto ip = asio::ip::make_address(address.host, ec);
+  if (!ec) {
+    asio::ip::tcp::endpoint endpoint(ip, address.port);
+    acceptor_.open(endpoint.protocol(), ec);
+    if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) acceptor_.bind(endpoint, ec);
+    if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+  }
+  if (ec) {
+    spdlog::get("admin")->error("cannot listen on admin address {}: {}", address.str(),
+                                ec.message());
+    return false;
+  }
+  return true;
+}
+
+void AdminServer::start() {
+  spdlog::get("admin")->info("admin endpoint on {} (/metrics, /healthz, /readyz)",
+                             context_.config.admin ? context_.config.admin->str() : "?");
+  accept();
+}
+
+void AdminServer::stop() {
+  boost::system::error_code ignored;
+  acceptor_.close(ignored);
+}
+
+void AdminServer::accept() {
+  acceptor_.async_accept([this](const boost::system::error_code& ec, asio::ip::tcp::socket socket) {
+    if (ec == asio::error::operation_aborted) return;
+    if (!ec) std::make_shared<AdminConnection>(std::move(socket), *this)->start();
+    accept();
+  });
+}
+
+std::string AdminServer::respond(std::string_view method, std::string_view target) const {
+  if (method != "GET" && method != "HEAD") {
+    return httpResponse(405, "Method Not Allowed", "text/plain", "use GET\n");
+  }
+  const auto query = target.find('?');
+  if (query != std::string_view::npos) target = target.substr(0, query);
+  if (target == "/healthz") {
+    return httpResponse(200, "OK", "text/plain", "ok\n");
+  }
+  if (target == "/readyz") {
+    bool up = false;
+    for (const auto& w : workers_)
+      up = up || w->upstreamUp();
+    if (context_.draining.load()) {
+      return httpResponse(503, "Service Unavailable", "text/plain", "draining\n");
+    }
+    if (!up) {
+      return httpResponse(503, "Service Unavailable", "text/plain",
+                          "upstream " + context_.upstream.label() + " not reachable\n");
+    }
+    return httpResponse(200, "OK", "text/plain", "ready\n");
+  }
+  if (target == "/metrics") {
+    auto families = collector_->Collect();
+    auto more = registry_->Collect();
+    families.insert(families.end(), more.begin(), more.end());
+    prometheus::TextSerializer serializer;
+    return httpResponse(200, "OK", "text/plain; version=0.0.4; charset=utf-8",
+                        serializer.Serialize(families));
+  }
+  return httpResponse(404, "Not Found", "text/plain",
+                      "not found; try /metrics, /healthz or /readyz\n");
+}
+
+}  // namespace keygate::proxy

@@ -1,0 +1,98 @@
+// keygate: a sidecar RESP proxy that enforces the platform's Redis discipline.
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <cstdio>
+#include <iostream>
+
+#include "config/config.hpp"
+#include "proxy/logging.hpp"
+#include "proxy/server.hpp"
+#include "proxy/version.hpp"
+
+namespace {
+
+using keygate::config::ConfigError;
+
+void printErrors(const std::vector<ConfigError>& errors) {
+  for (const auto& e : errors)
+    std::cerr << e.str() << "\n";
+  std::cerr << errors.size() << " configuration error" << (errors.size() == 1 ? "" : "s")
+            << "; keygate did not start\n";
+}
+
+// Upstream host names are resolved once at start-up; the data path only sees addresses.
+bool resolveHost(std::string& host) {
+  namespace asio = boost::asio;
+  boost::system::error_code ec;
+  asio::ip::make_address(host, ec);
+  if (!ec) return true;
+  asio::io_context io;
+  asio::ip::tcp::resolver resolver(io);
+  auto results = resolver.resolve(host, "", ec);
+  if (ec || results.empty()) return false;
+  host = results.begin()->endpoint().address().to_string();
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  namespace config = keygate::config;
+  namespace proxy = keygate::proxy;
+
+  auto cli = config::parseCommandLine(argc, argv);
+  if (!cli.errors.empty()) {
+    for (const auto& e : cli.errors)
+      std::cerr << e.str() << "\n";
+    std::cerr << config::usage();
+    return 2;
+  }
+  if (cli.options.action == config::CliAction::kHelp) {
+    std::cout << config::usage();
+    return 0;
+  }
+  if (cli.options.action == config::CliAction::kVersion) {
+    std::cout << "keygate " << proxy::kVersion << "\n";
+    return 0;
+  }
+
+  config::LoadResult loaded;
+  if (cli.options.configPath) {
+    loaded = config::loadFromFile(*cli.options.configPath);
+  }
+  config::applyOverrides(cli.options.overrides, loaded);
+  if (!loaded.ok()) {
+    printErrors(loaded.errors);
+    return 2;
+  }
+  const config::Config& cfg = loaded.config;
+  proxy::setupLogging(cfg.logLevel, cfg.logFormat);
+
+  proxy::ServerContext context;
+  context.config = cfg;
+  context.upstream.host = cfg.upstream.address.host;
+  context.upstream.port = cfg.upstream.address.port;
+  context.upstream.username = cfg.upstream.username;
+  context.upstream.password = cfg.upstream.password;
+  context.upstream.connectTimeout = cfg.upstream.connectTimeout;
+  context.limits.maxBulkBytes = cfg.limits.maxBulkBytes;
+  context.limits.maxArrayElements = cfg.limits.maxArrayElements;
+  context.limits.maxNestingDepth = cfg.limits.maxNestingDepth;
+  context.limits.maxInlineBytes = cfg.limits.maxInlineBytes;
+  context.upstream.limits = context.limits;
+  if (!resolveHost(context.upstream.host)) {
+    spdlog::get("main")->error("cannot resolve upstream host '{}'", cfg.upstream.address.host);
+    return 2;
+  }
+  if (cfg.upstream.mode == config::UpstreamMode::kCluster) {
+    spdlog::get("main")->error("upstream.mode: cluster is not available in this build yet");
+    return 2;
+  }
+
+  proxy::Server server(context);
+  if (!server.open()) return 1;
+  return server.run();
+}

@@ -1,0 +1,108 @@
+#include "proxy/metrics.hpp"
+
+#include <prometheus/client_metric.h>
+#include <prometheus/metric_family.h>
+#include <prometheus/metric_type.h>
+
+#include "proxy/version.hpp"
+
+namespace keygate::proxy {
+
+namespace {
+
+using Counter = WorkerStats::Counter;
+
+prometheus::MetricFamily family(std::string name, std::string help, prometheus::MetricType type,
+                                double value,
+                                std::vector<prometheus::ClientMetric::Label> labels = {}) {
+  prometheus::MetricFamily f;
+  f.name = std::move(name);
+  f.help = std::move(help);
+  f.type = type;
+  prometheus::ClientMetric m;
+  m.label = std::move(labels);
+  if (type == prometheus::MetricType::Counter) {
+    m.counter.value = value;
+  } else {
+    m.gauge.value = value;
+  }
+  f.metric.push_back(std::move(m));
+  return f;
+}
+
+}  // namespace
+
+std::vector<prometheus::MetricFamily> ProxyCollector::Collect() const {
+  auto sum = [this](Counter WorkerStats::*field) {
+    double total = 0;
+    for (const auto& w : workers_)
+      total += static_cast<double>((w->stats().*field).load(std::memory_order_relaxed));
+    return total;
+  };
+  using prometheus::MetricType;
+  std::vector<prometheus::MetricFamily> out;
+  out.push_back(family("keygate_build_info", "keygate version", MetricType::Gauge, 1,
+                       {{"version", kVersion}}));
+  out.push_back(family("keygate_client_connections", "Client connections open now",
+                       MetricType::Gauge, context_.activeClients.load(std::memory_order_relaxed)));
+  out.push_back(family("keygate_client_connections_accepted_total", "Client connections accepted",
+                       MetricType::Counter, sum(&WorkerStats::connectionsAccepted)));
+  out.push_back(family("keygate_client_connections_rejected_total",
+                       "Client connections refused because limits.maxClients was reached",
+                       MetricType::Counter,
+                       context_.rejectedMaxClients.load(std::memory_order_relaxed)));
+  out.push_back(family("keygate_commands_total", "Requests parsed from clients",
+                       MetricType::Counter, sum(&WorkerStats::commands)));
+  out.push_back(family("keygate_commands_local_total", "Requests answered by keygate itself",
+                       MetricType::Counter, sum(&WorkerStats::commandsLocal)));
+
+  prometheus::MetricFamily refused;
+  refused.name = "keygate_commands_refused_total";
+  refused.help = "Requests refused by the proxy core, by reason";
+  refused.type = MetricType::Counter;
+  const std::pair<const char*, Counter WorkerStats::*> reasons[] = {
+      {"unknown_command", &WorkerStats::commandsUnknown},
+      {"unsupported", &WorkerStats::commandsUnsupported},
+      {"arity", &WorkerStats::commandsArityErrors},
+  };
+  for (const auto& [reason, field] : reasons) {
+    prometheus::ClientMetric m;
+    m.label = {{"reason", reason}};
+    m.counter.value = sum(field);
+    refused.metric.push_back(std::move(m));
+  }
+  out.push_back(std::move(refused));
+
+  out.push_back(family("keygate_protocol_errors_total",
+                       "Client connections closed for malformed RESP", MetricType::Counter,
+                       sum(&WorkerStats::protocolErrors)));
+  out.push_back(family("keygate_backpressure_pauses_total",
+                       "Times a client's reads were paused by the output or pipeline limit",
+                       MetricType::Counter, sum(&WorkerStats::backpressurePauses)));
+  out.push_back(family("keygate_upstream_connects_total", "Upstream connections established",
+                       MetricType::Counter, sum(&WorkerStats::upstreamConnects)));
+  out.push_back(family("keygate_upstream_connect_failures_total",
+                       "Upstream connection attempts that failed", MetricType::Counter,
+                       sum(&WorkerStats::upstreamConnectFailures)));
+  out.push_back(family("keygate_upstream_disconnects_total",
+                       "Established upstream connections lost", MetricType::Counter,
+                       sum(&WorkerStats::upstreamDisconnects)));
+  out.push_back(family("keygate_upstream_unavailable_replies_total",
+                       "Requests answered UNAVAILABLE because Redis could not be reached",
+                       MetricType::Counter, sum(&WorkerStats::upstreamErrorsReplied)));
+  out.push_back(family("keygate_dedicated_connections_total",
+                       "Dedicated upstream connections opened (MULTI, pub/sub, blocking)",
+                       MetricType::Counter, sum(&WorkerStats::dedicatedConnections)));
+  double up = 0;
+  for (const auto& w : workers_)
+    up += w->upstreamUp() ? 1 : 0;
+  out.push_back(family("keygate_upstream_up", "Workers whose shared upstream connection is ready",
+                       MetricType::Gauge, up));
+  out.push_back(family("keygate_client_bytes_received_total", "Bytes read from clients",
+                       MetricType::Counter, sum(&WorkerStats::bytesFromClients)));
+  out.push_back(family("keygate_client_bytes_sent_total", "Bytes written to clients",
+                       MetricType::Counter, sum(&WorkerStats::bytesToClients)));
+  return out;
+}
+
+}  // namespace keygate::proxy

@@ -1,0 +1,172 @@
+#include "proxy/server.hpp"
+
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+
+#include <csignal>
+
+#include "proxy/admin_server.hpp"
+
+namespace keygate::proxy {
+
+namespace {
+constexpr std::string_view kMaxClientsReply = "-ERR max number of clients reached\r\n";
+}
+
+Server::Server(ServerContext& context)
+    : context_(context),
+      io_(1),
+      acceptor_(io_),
+      signals_(io_, SIGTERM, SIGINT),
+      acceptRetry_(io_),
+      drainTimer_(io_) {
+  std::uint32_t threads = context_.config.threads;
+  if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
+  for (std::uint32_t i = 0; i < threads; ++i) {
+    workers_.push_back(std::make_unique<Worker>(i, context_));
+  }
+}
+
+Server::~Server() {
+  for (auto& w : workers_) {
+    w->stop();
+    w->join();
+  }
+}
+
+bool Server::open() {
+  auto log = spdlog::get("main");
+  boost::system::error_code ec;
+  const auto& listen = context_.config.listen;
+  auto address = asio::ip::make_address(listen.host, ec);
+  if (ec) {
+    log->error("cannot listen on {}: {} is not an IP address", listen.str(), listen.host);
+    return false;
+  }
+  asio::ip::tcp::endpoint endpoint(address, listen.port);
+  acceptor_.open(endpoint.protocol(), ec);
+  if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor_.bind(endpoint, ec);
+  if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    log->error("cannot listen on {}: {}", listen.str(), ec.message());
+    return false;
+  }
+  if (context_.config.admin) {
+    admin_ = std::make_unique<AdminServer>(io_, context_, workers_);
+    if (!admin_->open(*context_.config.admin)) return false;
+  }
+  return true;
+}
+
+int Server::run() {
+  auto log = spdlog::get("main");
+  std::signal(SIGPIPE, SIG_IGN);
+  for (auto& w : workers_)
+    w->start();
+  signals_.async_wait([this](const boost::system::error_code& ec, int signal) {
+    if (!ec) beginShutdown(signal);
+  });
+  startAccept();
+  if (admin_) admin_->start();
+  log->info("keygate {} listening on {}, upstream {} ({} worker thread{})", "0.1.0",
+            context_.config.listen.str(), context_.upstream.label(), workers_.size(),
+            workers_.size() == 1 ? "" : "s");
+  io_.run();
+  for (auto& w : workers_) {
+    w->stop();
+    w->join();
+  }
+  log->info("keygate stopped");
+  return 0;
+}
+
+void Server::startAccept() {
+  acceptor_.async_accept([this](const boost::system::error_code& ec, asio::ip::tcp::socket socket) {
+    onAccept(ec, std::move(socket));
+  });
+}
+
+void Server::onAccept(const boost::system::error_code& ec, asio::ip::tcp::socket socket) {
+  if (shuttingDown_) return;
+  if (ec) {
+    if (ec == asio::error::operation_aborted) return;
+    // Out of descriptors or similar: back off rather than spin on the error.
+    spdlog::get("main")->warn("accept failed: {}; retrying in 100 ms", ec.message());
+    acceptRetry_.expires_after(std::chrono::milliseconds(100));
+    acceptRetry_.async_wait([this](const boost::system::error_code& tec) {
+      if (!tec && !shuttingDown_) startAccept();
+    });
+    return;
+  }
+  const auto active = context_.activeClients.load(std::memory_order_relaxed);
+  if (active >= context_.config.limits.maxClients) {
+    context_.rejectedMaxClients.fetch_add(1, std::memory_order_relaxed);
+    // Best effort, never blocking the acceptor: a fresh socket's send buffer is empty.
+    ::send(socket.native_handle(), kMaxClientsReply.data(), kMaxClientsReply.size(),
+           MSG_DONTWAIT | MSG_NOSIGNAL);
+    boost::system::error_code ignored;
+    socket.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+    socket.close(ignored);
+  } else {
+    context_.activeClients.fetch_add(1, std::memory_order_relaxed);
+    auto& worker = *workers_[nextWorker_];
+    nextWorker_ = (nextWorker_ + 1) % workers_.size();
+    worker.adopt(socket.release());
+  }
+  startAccept();
+}
+
+void Server::beginShutdown(int signal) {
+  if (shuttingDown_) return;
+  shuttingDown_ = true;
+  context_.draining.store(true);
+  auto log = spdlog::get("main");
+  log->info("signal {}: draining (deadline {} ms)", signal,
+            context_.config.shutdownDrainTimeout.count());
+  boost::system::error_code ignored;
+  acceptor_.close(ignored);
+  acceptRetry_.cancel();
+  if (admin_) admin_->stop();
+  for (auto& w : workers_)
+    w->beginDrain();
+  drainDeadline_ = std::chrono::steady_clock::now() + context_.config.shutdownDrainTimeout;
+  // A second signal means "now".
+  signals_.async_wait([this](const boost::system::error_code& ec, int) {
+    if (!ec) finish();
+  });
+  pollDrain();
+}
+
+void Server::pollDrain() {
+  if (context_.activeClients.load() == 0) {
+    finish();
+    return;
+  }
+  if (std::chrono::steady_clock::now() >= drainDeadline_) {
+    spdlog::get("main")->warn("drain deadline reached with {} client(s) open; closing them",
+                              context_.activeClients.load());
+    finish();
+    return;
+  }
+  drainTimer_.expires_after(std::chrono::milliseconds(20));
+  drainTimer_.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) pollDrain();
+  });
+}
+
+void Server::finish() {
+  for (auto& w : workers_)
+    w->closeAll();
+  // closeAll is posted; give each worker one turn to run it, then stop.
+  for (auto& w : workers_) {
+    asio::post(w->io(), [worker = w.get()] { worker->stop(); });
+  }
+  for (auto& w : workers_)
+    w->join();
+  signals_.cancel();
+  drainTimer_.cancel();
+  io_.stop();
+}
+
+}  // namespace keygate::proxy

@@ -1,0 +1,35 @@
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+namespace keygate::proxy {
+
+// Counters owned by one worker thread. Only the owner writes (relaxed, uncontended); the admin
+// thread reads them when Prometheus scrapes, summing across workers.
+struct WorkerStats {
+  using Counter = std::atomic<std::uint64_t>;
+
+  Counter connectionsAccepted{0};
+  Counter connectionsClosed{0};
+  Counter commands{0};             // requests parsed from clients
+  Counter commandsLocal{0};        // answered by keygate itself
+  Counter commandsUnknown{0};      // refused: not a Redis 7.0 command
+  Counter commandsUnsupported{0};  // refused: cannot work through a proxy
+  Counter commandsArityErrors{0};  // refused: wrong number of arguments
+  Counter protocolErrors{0};       // malformed client input; connection closed
+  Counter backpressurePauses{0};   // client reads paused for output or pipeline limits
+  Counter upstreamConnects{0};     // successful upstream handshakes
+  Counter upstreamConnectFailures{0};
+  Counter upstreamDisconnects{0};    // established upstream connections lost
+  Counter upstreamErrorsReplied{0};  // requests answered with UNAVAILABLE
+  Counter dedicatedConnections{0};   // dedicated upstream connections opened
+  Counter bytesFromClients{0};
+  Counter bytesToClients{0};
+
+  static void add(Counter& c, std::uint64_t n = 1) {
+    c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+};
+
+}  // namespace keygate::proxy

@@ -1,0 +1,258 @@
+#include "proxy/upstream_connection.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
+
+#include "proxy/resp/reply_reader.hpp"
+
+namespace keygate::proxy {
+
+namespace {
+constexpr std::size_t kReadChunk = 16 * 1024;
+constexpr std::size_t kIdleBufferKeep = 64 * 1024;
+}  // namespace
+
+UpstreamConnection::UpstreamConnection(asio::io_context& io, const UpstreamSettings& settings,
+                                       resp::Protocol proto, Kind kind, WorkerStats& stats)
+    : io_(io),
+      settings_(settings),
+      proto_(proto),
+      kind_(kind),
+      stats_(stats),
+      socket_(io),
+      connectTimer_(io),
+      scanner_(settings.limits) {}
+
+UpstreamConnection::~UpstreamConnection() = default;
+
+void UpstreamConnection::start(StateCallback onState) {
+  onState_ = std::move(onState);
+
+  // Handshake first: everything callers queue while we connect goes out behind it.
+  std::string handshake;
+  if (!settings_.password.empty()) {
+    if (settings_.username.empty()) {
+      resp::appendCommand(handshake, {"AUTH", settings_.password});
+    } else {
+      resp::appendCommand(handshake, {"AUTH", settings_.username, settings_.password});
+    }
+    ++handshakeLeft_;
+  }
+  resp::appendCommand(handshake, {"HELLO", proto_ == resp::Protocol::kResp3 ? "3" : "2"});
+  ++handshakeLeft_;
+  helloPending_ = true;
+  out_.insert(0, handshake);
+
+  boost::system::error_code ec;
+  auto address = asio::ip::make_address(settings_.host, ec);
+  if (ec) {
+    fail("invalid upstream address " + settings_.host);
+    return;
+  }
+  connectTimer_.expires_after(settings_.connectTimeout);
+  connectTimer_.async_wait([self = shared_from_this()](const boost::system::error_code& tec) {
+    if (!tec && self->state_ == State::kConnecting) {
+      self->fail("connect timeout");
+    }
+  });
+  socket_.async_connect(asio::ip::tcp::endpoint(address, settings_.port),
+                        [self = shared_from_this()](const boost::system::error_code& cec) {
+                          self->onConnected(cec);
+                        });
+}
+
+void UpstreamConnection::onConnected(const boost::system::error_code& ec) {
+  if (state_ == State::kFailed) return;
+  if (ec) {
+    fail(ec.message());
+    return;
+  }
+  connected_ = true;
+  boost::system::error_code ignored;
+  socket_.set_option(asio::ip::tcp::no_delay(true), ignored);
+  startRead();
+  flush();
+}
+
+void UpstreamConnection::send(std::string_view request, std::shared_ptr<ReplySink> sink,
+                              std::uint64_t tag) {
+  if (state_ == State::kFailed) {
+    sink->onFailure(tag, lastError_);
+    return;
+  }
+  out_.append(request);
+  fifo_.push_back(Inflight{std::move(sink), tag});
+  scheduleFlush();
+}
+
+void UpstreamConnection::sendStream(std::string_view request) {
+  if (state_ == State::kFailed) return;
+  out_.append(request);
+  scheduleFlush();
+}
+
+void UpstreamConnection::scheduleFlush() {
+  if (flushScheduled_ || writeInFlight_) return;
+  flushScheduled_ = true;
+  // Deferred so that every request parsed in this event-loop turn, from any client, leaves in
+  // one write: that batching is what lets one connection carry many clients cheaply.
+  asio::post(io_, [self = shared_from_this()] {
+    self->flushScheduled_ = false;
+    self->flush();
+  });
+}
+
+void UpstreamConnection::flush() {
+  if (writeInFlight_ || out_.empty() || state_ == State::kFailed) return;
+  if (!connected_) return;  // the handshake and everything behind it go out once connected
+  writing_.swap(out_);
+  writeInFlight_ = true;
+  asio::async_write(socket_, asio::buffer(writing_),
+                    [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
+                      self->writeInFlight_ = false;
+                      if (ec) {
+                        self->fail(ec.message());
+                        return;
+                      }
+                      self->writing_.clear();
+                      if (self->writing_.capacity() > kIdleBufferKeep) {
+                        std::string().swap(self->writing_);
+                      }
+                      self->flush();
+                    });
+}
+
+void UpstreamConnection::startRead() {
+  std::size_t want = kReadChunk;
+  if (scanner_.bytesWanted() > in_.size()) {
+    want = std::max(want, scanner_.bytesWanted() - in_.size());
+  }
+  auto span = in_.prepare(want);
+  socket_.async_read_some(asio::buffer(span.data(), span.size()),
+                          [self = shared_from_this()](const boost::system::error_code& ec,
+                                                      std::size_t n) { self->onRead(ec, n); });
+}
+
+void UpstreamConnection::onRead(const boost::system::error_code& ec, std::size_t n) {
+  if (state_ == State::kFailed) return;
+  if (ec) {
+    fail(ec == asio::error::eof ? "connection closed by Redis" : ec.message());
+    return;
+  }
+  in_.commit(n);
+  // Keep this connection alive while sinks run: a sink may close it.
+  auto self = shared_from_this();
+  while (!in_.empty()) {
+    auto result = scanner_.scan(in_.readable());
+    if (result.status == resp::ScanStatus::kIncomplete) break;
+    if (result.status == resp::ScanStatus::kError) {
+      fail(std::string("protocol error from Redis: ") + std::string(result.error));
+      return;
+    }
+    dispatch(in_.readable().substr(0, result.consumed));
+    if (state_ == State::kFailed) {
+      if (batchHook_) batchHook_();
+      return;
+    }
+    in_.consume(result.consumed);
+  }
+  if (batchHook_) batchHook_();
+  in_.shrinkIfEmpty(kIdleBufferKeep);
+  startRead();
+}
+
+void UpstreamConnection::dispatch(std::string_view frame) {
+  if (handshakeLeft_ > 0) {
+    if (!handleHandshakeReply(frame)) return;
+    if (--handshakeLeft_ == 0) setState(State::kReady);
+    return;
+  }
+  if (kind_ == Kind::kDedicated) {
+    if (owner_ != nullptr) owner_->onReply(ReplySink::kStreamTag, frame);
+    return;
+  }
+  if (fifo_.empty()) {
+    fail("unexpected reply from Redis with no request waiting");
+    return;
+  }
+  Inflight entry = std::move(fifo_.front());
+  fifo_.pop_front();
+  entry.sink->onReply(entry.tag, frame);
+}
+
+bool UpstreamConnection::handleHandshakeReply(std::string_view frame) {
+  const char type = frame.empty() ? 0 : frame[0];
+  const bool isHello = helloPending_ && handshakeLeft_ == 1;
+  if (type == '-' || type == '!') {
+    std::string text(frame.substr(1));
+    while (!text.empty() && (text.back() == '\n' || text.back() == '\r'))
+      text.pop_back();
+    fail((isHello ? "HELLO refused by Redis: " : "AUTH refused by Redis: ") + text);
+    return false;
+  }
+  if (isHello) {
+    helloPending_ = false;
+    // HELLO answers a map (RESP3) or a flat array (RESP2) of field/value pairs.
+    resp::ReplyReader reader(frame);
+    auto header = reader.next();
+    if (header && (header->type == '%' || header->type == '*')) {
+      bool nextIsVersion = false;
+      while (auto element = reader.next()) {
+        if (nextIsVersion) {
+          serverVersion_ = std::string(element->text);
+          break;
+        }
+        nextIsVersion =
+            (element->type == '$' || element->type == '+') && element->text == "version";
+      }
+    }
+  }
+  return true;
+}
+
+void UpstreamConnection::close(std::string_view reason) {
+  fail(reason);
+}
+
+void UpstreamConnection::fail(std::string_view reason) {
+  if (state_ == State::kFailed) return;
+  auto self = shared_from_this();  // sinks told below may drop their last reference to us
+  const bool wasReady = state_ == State::kReady;
+  lastError_ = std::string(reason);
+  boost::system::error_code ignored;
+  connectTimer_.cancel();
+  socket_.close(ignored);
+  if (wasReady) {
+    WorkerStats::add(stats_.upstreamDisconnects);
+  } else {
+    WorkerStats::add(stats_.upstreamConnectFailures);
+  }
+  setState(State::kFailed);
+  // Every waiting request is told now, not at its timeout: Redis being down is known at once.
+  auto waiting = std::move(fifo_);
+  fifo_.clear();
+  for (auto& entry : waiting)
+    entry.sink->onFailure(entry.tag, lastError_);
+  if (kind_ == Kind::kDedicated && owner_ != nullptr)
+    owner_->onFailure(ReplySink::kStreamTag, lastError_);
+  out_.clear();
+  if (batchHook_) batchHook_();
+}
+
+void UpstreamConnection::setState(State s) {
+  state_ = s;
+  if (s == State::kReady) {
+    boost::system::error_code ignored;
+    connectTimer_.cancel();
+    WorkerStats::add(stats_.upstreamConnects);
+  }
+  if (onState_) {
+    auto callback = onState_;
+    callback(*this, s);
+  }
+}
+
+}  // namespace keygate::proxy

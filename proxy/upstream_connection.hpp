@@ -1,0 +1,138 @@
+#pragma once
+
+// One TCP connection from a worker to Redis.
+//
+//   shared:    many client sessions pipeline requests into it; a FIFO pairs each reply with
+//              the session (ReplySink) and tag that asked. Replies come back in send order.
+//   dedicated: owned by one session for MULTI/WATCH, (P|S)SUBSCRIBE and blocking commands;
+//              every reply frame goes to that session, which knows how many frames each
+//              request produces (pub/sub confirmations, pushes).
+//
+// The connection performs its handshake (AUTH, HELLO <proto>) before anything queued, so
+// callers may send while it is still connecting. When it fails, every request waiting on it is
+// told (onFailure) at once; it never reconnects itself: the worker replaces it.
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "proxy/byte_buffer.hpp"
+#include "proxy/resp/limits.hpp"
+#include "proxy/resp/reply_scanner.hpp"
+#include "proxy/resp/reply_writer.hpp"
+#include "proxy/stats.hpp"
+
+namespace keygate::proxy {
+
+namespace asio = boost::asio;
+
+// Receives replies for requests sent on an upstream connection.
+class ReplySink {
+ public:
+  // Tag of every frame from a dedicated connection (its owner tracks what each frame answers).
+  static constexpr std::uint64_t kStreamTag = ~std::uint64_t{0};
+
+  virtual ~ReplySink() = default;
+  // A complete reply frame for the request tagged `tag`. `frame` is valid during the call only.
+  virtual void onReply(std::uint64_t tag, std::string_view frame) = 0;
+  // The request tagged `tag` will get no reply: the connection failed (`reason` says why).
+  virtual void onFailure(std::uint64_t tag, std::string_view reason) = 0;
+};
+
+struct UpstreamSettings {
+  std::string host;
+  std::uint16_t port = 0;
+  std::string username;
+  std::string password;
+  std::chrono::milliseconds connectTimeout{1000};
+  resp::Limits limits;
+  std::string label() const { return host + ":" + std::to_string(port); }
+};
+
+class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnection> {
+ public:
+  enum class Kind : std::uint8_t { kShared, kDedicated };
+  enum class State : std::uint8_t { kConnecting, kReady, kFailed };
+
+  // Called once, on the owning worker's thread, when a connection reaches kReady or kFailed.
+  using StateCallback = std::function<void(UpstreamConnection&, State)>;
+
+  UpstreamConnection(asio::io_context& io, const UpstreamSettings& settings, resp::Protocol proto,
+                     Kind kind, WorkerStats& stats);
+  ~UpstreamConnection();
+
+  UpstreamConnection(const UpstreamConnection&) = delete;
+  UpstreamConnection& operator=(const UpstreamConnection&) = delete;
+
+  void start(StateCallback onState = {});
+
+  // Queues one request (complete RESP bytes). Shared: the reply goes to sink->onReply(tag).
+  void send(std::string_view request, std::shared_ptr<ReplySink> sink, std::uint64_t tag);
+
+  // Dedicated: queues bytes whose reply frames all go to the owner (see setOwner).
+  void sendStream(std::string_view request);
+  // Dedicated: the sink for every frame (tag 0). Raw pointer: the owner detaches before dying.
+  void setOwner(ReplySink* owner) { owner_ = owner; }
+  // Runs after each read's frames have all been dispatched (the worker flushes client output).
+  void setBatchHook(std::function<void()> hook) { batchHook_ = std::move(hook); }
+
+  // Closes the socket; waiting requests get onFailure(reason).
+  void close(std::string_view reason);
+
+  State state() const { return state_; }
+  bool failed() const { return state_ == State::kFailed; }
+  resp::Protocol protocol() const { return proto_; }
+  std::size_t inflight() const { return fifo_.size(); }
+  // Redis version reported by the upstream's HELLO reply, empty until known.
+  const std::string& serverVersion() const { return serverVersion_; }
+  const std::string& lastError() const { return lastError_; }
+
+ private:
+  struct Inflight {
+    std::shared_ptr<ReplySink> sink;
+    std::uint64_t tag = 0;
+  };
+
+  void onConnected(const boost::system::error_code& ec);
+  void startRead();
+  void onRead(const boost::system::error_code& ec, std::size_t n);
+  void dispatch(std::string_view frame);
+  bool handleHandshakeReply(std::string_view frame);
+  void scheduleFlush();
+  void flush();
+  void fail(std::string_view reason);
+  void setState(State s);
+
+  asio::io_context& io_;
+  UpstreamSettings settings_;
+  resp::Protocol proto_;
+  Kind kind_;
+  WorkerStats& stats_;
+  asio::ip::tcp::socket socket_;
+  asio::steady_timer connectTimer_;
+  State state_ = State::kConnecting;
+  StateCallback onState_;
+
+  std::string out_;      // queued, not yet written
+  std::string writing_;  // being written
+  bool connected_ = false;
+  bool writeInFlight_ = false;
+  bool flushScheduled_ = false;
+
+  ByteBuffer in_;
+  resp::ReplyScanner scanner_;
+  std::deque<Inflight> fifo_;
+  int handshakeLeft_ = 0;
+  bool helloPending_ = false;
+  ReplySink* owner_ = nullptr;
+  std::function<void()> batchHook_;
+  std::string serverVersion_;
+  std::string lastError_;
+};
+
+}  // namespace keygate::proxy
