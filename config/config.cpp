@@ -286,6 +286,10 @@ constexpr Field kLimitsFields[] = {
      [](Loader& l, const Entry& e) {
        if (auto v = l.readSize(e, 1, 64 * kGiB)) l.config().limits.maxClientOutputBytes = *v;
      }},
+    {"maxRequestBytes",
+     [](Loader& l, const Entry& e) {
+       if (auto v = l.readSize(e, 1024, 64 * kGiB)) l.config().limits.maxRequestBytes = *v;
+     }},
     {"maxPipelinedRequests",
      [](Loader& l, const Entry& e) {
        if (auto v = l.readUint(e, 1, 1'000'000)) {

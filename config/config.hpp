@@ -39,6 +39,8 @@ struct LimitsConfig {
   std::uint64_t maxArrayElements = 1024ull * 1024;
   std::uint32_t maxNestingDepth = 64;
   std::uint64_t maxInlineBytes = 64ull * 1024;
+  // Largest single request (all its arguments); the unparsed bytes a client may have pending.
+  std::uint64_t maxRequestBytes = 1024ull * 1024 * 1024;
   // Stop reading a client while its queued, unsent replies exceed this many bytes.
   std::uint64_t maxClientOutputBytes = 16ull * 1024 * 1024;
   // Stop reading a client while this many of its requests await replies.

@@ -104,8 +104,15 @@ void ClientSession::processInput() {
     }
     auto result = parser_.parse(in_.readable(), request_);
     if (result.status == resp::ParseStatus::kIncomplete) {
-      if (parser_.bytesWanted() > in_.size()) in_.reserveTotal(parser_.bytesWanted());
-      break;
+      // One request may not outgrow limits.maxRequestBytes, however its bulks are sized.
+      const std::size_t wanted = std::max(parser_.bytesWanted(), in_.size());
+      if (wanted > worker_.clientLimits().maxRequestBytes) {
+        result.status = resp::ParseStatus::kError;
+        result.error = "Protocol error: request larger than limits.maxRequestBytes";
+      } else {
+        if (parser_.bytesWanted() > in_.size()) in_.reserveTotal(parser_.bytesWanted());
+        break;
+      }
     }
     if (result.status == resp::ParseStatus::kError) {
       WorkerStats::add(worker_.stats().protocolErrors);

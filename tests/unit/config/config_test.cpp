@@ -104,6 +104,7 @@ limits:
   maxArrayElements: 100000
   maxNestingDepth: 16
   maxInlineBytes: 16KiB
+  maxRequestBytes: 256MiB
   maxClientOutputBytes: 8MB
   maxPipelinedRequests: 512
 shutdown:
@@ -129,6 +130,7 @@ shutdown:
   CHECK(c.limits.maxArrayElements == 100000);
   CHECK(c.limits.maxNestingDepth == 16);
   CHECK(c.limits.maxInlineBytes == 16 * 1024);
+  CHECK(c.limits.maxRequestBytes == 256ull * 1024 * 1024);
   CHECK(c.limits.maxClientOutputBytes == 8'000'000);
   CHECK(c.limits.maxPipelinedRequests == 512);
   CHECK(c.shutdownDrainTimeout == milliseconds(120'000));
@@ -219,6 +221,7 @@ TEST_CASE("each key rejects bad values at the value's position", "[config][load]
        "expected a whole number"},
       {"limits:\n  maxNestingDepth: 1025\n", 2, 20, "limits.maxNestingDepth",
        "must be between 1 and 1024"},
+      {"limits:\n  maxRequestBytes: 1KB\n", 2, 20, "limits.maxRequestBytes", "1KiB"},
       {"limits:\n  maxInlineBytes: 1GiB\n", 2, 19, "limits.maxInlineBytes",
        "must be between 1B and 512MiB"},
       {"limits:\n  maxClientOutputBytes: 65GiB\n", 2, 25, "limits.maxClientOutputBytes",
