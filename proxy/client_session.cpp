@@ -24,12 +24,6 @@ std::string endpointText(const asio::ip::tcp::socket& socket, bool remote) {
   return ep.address().to_string() + ":" + std::to_string(ep.port());
 }
 
-bool equalsNoCase(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return (x | 0x20) == (y | 0x20);
-         });
-}
-
 // XREAD and XREADGROUP block only with a BLOCK option before STREAMS.
 bool xreadBlocks(std::span<const std::string_view> args) {
   for (std::size_t i = 1; i < args.size(); ++i) {
@@ -328,7 +322,7 @@ ClientSession::Step ClientSession::dispatchCommand(Args args, std::string_view r
   return forwardShared(raw);
 }
 
-ClientSession::Step ClientSession::forwardShared(std::string_view raw) {
+ClientSession::Step ClientSession::forwardShared(std::string_view raw, std::uint64_t tagBits) {
   UpstreamConnection& conn = worker_.sharedUpstream(proto_, id_);
   if (routeInflight_ > 0 && route_ != &conn) return Step::kWaitRoute;
   if (conn.failed()) {
@@ -339,7 +333,7 @@ ClientSession::Step ClientSession::forwardShared(std::string_view raw) {
   const std::uint64_t seq = pushSlot();
   route_ = &conn;
   ++routeInflight_;
-  conn.send(raw, shared_from_this(), seq);
+  conn.send(raw, shared_from_this(), seq | tagBits);
   return Step::kNext;
 }
 

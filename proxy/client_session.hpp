@@ -118,7 +118,8 @@ class ClientSession final : public ReplySink, public std::enable_shared_from_thi
   Step refuse(std::string_view error, std::string_view raw);
 
   // routing
-  Step forwardShared(std::string_view raw);
+  // `tagBits` (kInfoTagBit) asks for a reply rewrite when the reply arrives.
+  Step forwardShared(std::string_view raw, std::uint64_t tagBits = 0);
   Step forwardDedicated(std::string_view raw, Expect expect);
   bool dedicatedActive() const;
   UpstreamConnection* ensureDedicated();

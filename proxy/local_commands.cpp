@@ -5,18 +5,13 @@
 #include <chrono>
 
 #include "proxy/client_session.hpp"
+#include "proxy/special_commands.hpp"
 #include "proxy/version.hpp"
 #include "proxy/worker.hpp"
 
 namespace keygate::proxy {
 
 namespace {
-
-bool equalsNoCase(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return (x | 0x20) == (y | 0x20);
-         });
-}
 
 bool parseInt(std::string_view text, long long& out) {
   if (text.empty()) return false;
@@ -330,17 +325,7 @@ ClientSession::Step ClientSession::handleInfo(Args args, std::string_view raw) {
     if (dedicatedActive()) return forwardDedicated(raw, Expect{});
     return forwardShared(raw);
   }
-  UpstreamConnection& conn = worker_.sharedUpstream(proto_, id_);
-  if (routeInflight_ > 0 && route_ != &conn) return Step::kWaitRoute;
-  if (conn.failed()) {
-    replyError(upstreamError(conn.lastError()));
-    return Step::kNext;
-  }
-  const std::uint64_t seq = pushSlot();
-  route_ = &conn;
-  ++routeInflight_;
-  conn.send(raw, shared_from_this(), seq | kInfoTagBit);
-  return Step::kNext;
+  return forwardShared(raw, kInfoTagBit);
 }
 
 std::string ClientSession::rewriteInfoReply(std::string_view frame) const {
