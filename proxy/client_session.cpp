@@ -512,6 +512,16 @@ void ClientSession::onDedicatedFrame(std::string_view frame) {
     // Out of band: Redis wrote it after every reply it had sent us before, all of which this
     // client has already been given, so it goes out now, ahead of replies still to come.
     appendOut(frame);
+    if (outputBytes() > 2 * worker_.clientLimits().maxClientOutputBytes) {
+      // A subscriber that does not read its messages: Redis drops such clients
+      // (client-output-buffer-limit pubsub) rather than buffer without end, and so do we.
+      WorkerStats::add(worker_.stats().slowSubscribersClosed);
+      spdlog::get("client")->warn(
+          "client {} ({}): subscriber has {} bytes of unread messages (over 2 x "
+          "limits.maxClientOutputBytes); closing",
+          id_, peer_, outputBytes());
+      close();
+    }
     return;
   }
   if (confirmation) trackConfirmation(frame);

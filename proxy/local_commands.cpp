@@ -125,6 +125,8 @@ ClientSession::Step ClientSession::handleHello(Args args, std::string_view raw) 
     return Step::kNext;
   }
   const bool switching = (proto == 3) != (proto_ == resp::Protocol::kResp3);
+  // Replies still owed were asked for in the old protocol, on connections speaking it.
+  if (switching && routeInflight_ > 0 && !dedicatedActive()) return Step::kWaitRoute;
   if (switching && dedicatedActive()) {
     replyError(
         "ERR keygate: HELLO cannot change the protocol during WATCH or a subscription; "

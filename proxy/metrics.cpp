@@ -79,6 +79,9 @@ std::vector<prometheus::MetricFamily> ProxyCollector::Collect() const {
   out.push_back(family("keygate_backpressure_pauses_total",
                        "Times a client's reads were paused by the output or pipeline limit",
                        MetricType::Counter, sum(&WorkerStats::backpressurePauses)));
+  out.push_back(family("keygate_slow_subscribers_closed_total",
+                       "Subscribers closed with over 2 x limits.maxClientOutputBytes unread",
+                       MetricType::Counter, sum(&WorkerStats::slowSubscribersClosed)));
   out.push_back(family("keygate_upstream_connects_total", "Upstream connections established",
                        MetricType::Counter, sum(&WorkerStats::upstreamConnects)));
   out.push_back(family("keygate_upstream_connect_failures_total",

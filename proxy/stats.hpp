@@ -12,14 +12,15 @@ struct WorkerStats {
 
   Counter connectionsAccepted{0};
   Counter connectionsClosed{0};
-  Counter commands{0};             // requests parsed from clients
-  Counter commandsLocal{0};        // answered by keygate itself
-  Counter commandsUnknown{0};      // refused: not a Redis 7.0 command
-  Counter commandsUnsupported{0};  // refused: cannot work through a proxy
-  Counter commandsArityErrors{0};  // refused: wrong number of arguments
-  Counter protocolErrors{0};       // malformed client input; connection closed
-  Counter backpressurePauses{0};   // client reads paused for output or pipeline limits
-  Counter upstreamConnects{0};     // successful upstream handshakes
+  Counter commands{0};               // requests parsed from clients
+  Counter commandsLocal{0};          // answered by keygate itself
+  Counter commandsUnknown{0};        // refused: not a Redis 7.0 command
+  Counter commandsUnsupported{0};    // refused: cannot work through a proxy
+  Counter commandsArityErrors{0};    // refused: wrong number of arguments
+  Counter protocolErrors{0};         // malformed client input; connection closed
+  Counter backpressurePauses{0};     // client reads paused for output or pipeline limits
+  Counter slowSubscribersClosed{0};  // subscribers closed for not reading their messages
+  Counter upstreamConnects{0};       // successful upstream handshakes
   Counter upstreamConnectFailures{0};
   Counter upstreamDisconnects{0};    // established upstream connections lost
   Counter upstreamErrorsReplied{0};  // requests answered with UNAVAILABLE

@@ -94,6 +94,8 @@ void Worker::beginDrain() {
 
 void Worker::closeAll() {
   asio::post(io_, [this] {
+    draining_ = true;
+    closingAll_ = true;
     std::vector<std::shared_ptr<ClientSession>> live;
     live.reserve(sessions_.size());
     for (auto& [id, session] : sessions_)
@@ -141,6 +143,7 @@ void Worker::onSharedState(resp::Protocol proto, std::size_t slot, UpstreamConne
   }
   if (state != UpstreamConnection::State::kFailed) return;
   if (proto == resp::Protocol::kResp2) upstreamUp_.store(false, std::memory_order_relaxed);
+  if (closingAll_) return;  // our own shutdown, not a failure
   entry.backoff =
       entry.backoff.count() == 0 ? kFirstBackoff : std::min(entry.backoff * 2, kMaxBackoff);
   spdlog::get("upstream")

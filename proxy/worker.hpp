@@ -109,6 +109,7 @@ class Worker {
   std::atomic<bool> upstreamUp_{false};
   std::string upstreamVersion_;
   bool draining_ = false;
+  bool closingAll_ = false;
 };
 
 }  // namespace keygate::proxy
