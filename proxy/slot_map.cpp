@@ -1,0 +1,141 @@
+#include "proxy/slot_map.hpp"
+
+#include <algorithm>
+
+#include "proxy/resp/reply_reader.hpp"
+
+namespace keygate::proxy {
+
+namespace {
+
+// CRC16-CCITT (XMODEM): polynomial 0x1021, initial value 0, no reflection, table driven.
+constexpr std::array<std::uint16_t, 256> makeCrcTable() {
+  std::array<std::uint16_t, 256> table{};
+  for (std::uint32_t i = 0; i < 256; ++i) {
+    std::uint16_t crc = static_cast<std::uint16_t>(i << 8);
+    for (int bit = 0; bit < 8; ++bit) {
+      crc = static_cast<std::uint16_t>((crc & 0x8000) ? (crc << 1) ^ 0x1021 : crc << 1);
+    }
+    table[i] = crc;
+  }
+  return table;
+}
+
+constexpr auto kCrcTable = makeCrcTable();
+
+bool parsePort(std::int64_t value, std::uint16_t& port) {
+  if (value <= 0 || value > 65535) return false;
+  port = static_cast<std::uint16_t>(value);
+  return true;
+}
+
+}  // namespace
+
+std::uint16_t crc16(std::string_view data) {
+  std::uint16_t crc = 0;
+  for (const char c : data) {
+    crc = static_cast<std::uint16_t>((crc << 8) ^
+                                     kCrcTable[((crc >> 8) ^ static_cast<std::uint8_t>(c)) & 0xff]);
+  }
+  return crc;
+}
+
+std::uint16_t keyHashSlot(std::string_view key) {
+  const auto open = key.find('{');
+  if (open != std::string_view::npos) {
+    const auto close = key.find('}', open + 1);
+    // `{}` (nothing inside) does not make a hash tag: the whole key is hashed.
+    if (close != std::string_view::npos && close > open + 1) {
+      key = key.substr(open + 1, close - open - 1);
+    }
+  }
+  return crc16(key) & (kClusterSlots - 1);
+}
+
+std::size_t SlotMap::uncoveredSlots() const {
+  return static_cast<std::size_t>(std::count(master_.begin(), master_.end(), kNoNode));
+}
+
+std::uint16_t SlotMap::internMaster(const ClusterNode& node) {
+  for (std::size_t i = 0; i < masters_.size(); ++i) {
+    if (masters_[i] == node) return static_cast<std::uint16_t>(i);
+  }
+  masters_.push_back(node);
+  replicas_.emplace_back();
+  return static_cast<std::uint16_t>(masters_.size() - 1);
+}
+
+SlotMap SlotMap::withSlotMovedTo(std::uint16_t slot, const ClusterNode& node) const {
+  SlotMap copy = *this;
+  copy.master_[slot & (kClusterSlots - 1)] = copy.internMaster(node);
+  return copy;
+}
+
+std::optional<SlotMap> SlotMap::fromClusterSlots(std::string_view frame, std::string_view seedHost,
+                                                 std::string* error) {
+  auto fail = [error](std::string message) -> std::optional<SlotMap> {
+    if (error != nullptr) *error = std::move(message);
+    return std::nullopt;
+  };
+  SlotMap map;
+  map.master_.fill(kNoNode);
+  resp::ReplyReader reader(frame);
+  auto top = reader.next();
+  if (!top || top->type != '*' || top->isNull) {
+    return fail("CLUSTER SLOTS did not answer an array");
+  }
+  // Each range: [start, end, master, replica...], a node being [host, port, id, metadata...].
+  auto readNode = [&](ClusterNode& node) -> bool {
+    auto header = reader.next();
+    if (!header || header->type != '*' || header->integer < 2) return false;
+    const std::int64_t fields = header->integer;
+    auto host = reader.next();
+    auto port = reader.next();
+    if (!host || !port || port->type != ':' || !parsePort(port->integer, node.port)) return false;
+    node.host =
+        host->isNull || host->text.empty() ? std::string(seedHost) : std::string(host->text);
+    for (std::int64_t f = 2; f < fields; ++f) {
+      auto field = reader.next();
+      if (!field) return false;
+      if (f == 2 && (field->type == '$' || field->type == '+')) node.id = std::string(field->text);
+      // Redis 7 adds a map of networking metadata (hostname, ...): skip its elements.
+      if (field->type == '*' || field->type == '%') {
+        const std::int64_t children = field->type == '%' ? field->integer * 2 : field->integer;
+        for (std::int64_t c = 0; c < children; ++c) {
+          auto child = reader.next();
+          if (!child) return false;
+        }
+      }
+    }
+    return true;
+  };
+  for (std::int64_t r = 0; r < top->integer; ++r) {
+    auto range = reader.next();
+    if (!range || range->type != '*' || range->integer < 3) {
+      return fail("CLUSTER SLOTS: a slot range is not [start, end, master, ...]");
+    }
+    auto start = reader.next();
+    auto end = reader.next();
+    if (!start || !end || start->type != ':' || end->type != ':' || start->integer < 0 ||
+        end->integer >= kClusterSlots || start->integer > end->integer) {
+      return fail("CLUSTER SLOTS: bad slot range");
+    }
+    ClusterNode master;
+    if (!readNode(master)) return fail("CLUSTER SLOTS: bad master entry");
+    const std::uint16_t index = map.internMaster(master);
+    for (std::int64_t n = 3; n < range->integer; ++n) {
+      ClusterNode replica;
+      if (!readNode(replica)) return fail("CLUSTER SLOTS: bad replica entry");
+      auto& replicas = map.replicas_[index];
+      if (std::find(replicas.begin(), replicas.end(), replica) == replicas.end()) {
+        replicas.push_back(std::move(replica));
+      }
+    }
+    for (std::int64_t s = start->integer; s <= end->integer; ++s) {
+      map.master_[static_cast<std::size_t>(s)] = index;
+    }
+  }
+  return map;
+}
+
+}  // namespace keygate::proxy

@@ -1,0 +1,117 @@
+#include "proxy/slot_map.hpp"
+
+#include <catch2/catch.hpp>
+#include <string>
+
+#include "proxy/resp/reply_writer.hpp"
+
+using namespace keygate::proxy;
+namespace resp = keygate::resp;
+
+TEST_CASE("crc16 is CRC16-CCITT XMODEM as the Redis Cluster spec defines it") {
+  CHECK(crc16("123456789") == 0x31C3);  // the spec's check value
+  CHECK(crc16("") == 0);
+}
+
+TEST_CASE("key hash slots match redis-server's CLUSTER KEYSLOT") {
+  // Values from `CLUSTER KEYSLOT` of redis-server 7.0.
+  CHECK(keyHashSlot("foo") == 12182);
+  CHECK(keyHashSlot("bar") == 5061);
+  CHECK(keyHashSlot("somekey") == 11058);
+  CHECK(keyHashSlot("") == 0);
+}
+
+TEST_CASE("hash tags: the first {...} with content decides the slot") {
+  CHECK(keyHashSlot("{user1000}.following") == keyHashSlot("user1000"));
+  CHECK(keyHashSlot("{user1000}.followers") == keyHashSlot("{user1000}.following"));
+  CHECK(keyHashSlot("foo{}{bar}") == crc16("foo{}{bar}") % kClusterSlots);  // empty tag: whole key
+  CHECK(keyHashSlot("foo{{bar}}zap") == keyHashSlot("{bar"));
+  CHECK(keyHashSlot("foo{bar}{zap}") == keyHashSlot("bar"));
+  CHECK(keyHashSlot("{}x") == crc16("{}x") % kClusterSlots);
+  CHECK(keyHashSlot("no-close{tag") == crc16("no-close{tag") % kClusterSlots);
+  CHECK(keyHashSlot("cpq:{tenant-acme}:pricing:preview:quote-q100") == keyHashSlot("tenant-acme"));
+}
+
+namespace {
+void node(std::string& out, std::string_view host, int port, std::string_view id) {
+  resp::appendArrayHeader(out, 4);
+  resp::appendBulk(out, host);
+  resp::appendInteger(out, port);
+  resp::appendBulk(out, id);
+  resp::appendArrayHeader(out, 0);  // Redis 7 networking metadata
+}
+}  // namespace
+
+TEST_CASE("SlotMap parses a CLUSTER SLOTS reply with replicas and metadata") {
+  std::string frame;
+  resp::appendArrayHeader(frame, 3);
+  resp::appendArrayHeader(frame, 4);
+  resp::appendInteger(frame, 0);
+  resp::appendInteger(frame, 5460);
+  node(frame, "127.0.0.1", 7000, "a");
+  node(frame, "127.0.0.1", 7003, "d");
+  resp::appendArrayHeader(frame, 3);
+  resp::appendInteger(frame, 5461);
+  resp::appendInteger(frame, 10922);
+  node(frame, "", 7001, "b");  // empty host: the node we asked
+  resp::appendArrayHeader(frame, 3);
+  resp::appendInteger(frame, 10923);
+  resp::appendInteger(frame, 16383);
+  node(frame, "127.0.0.1", 7002, "c");
+
+  std::string error;
+  auto map = SlotMap::fromClusterSlots(frame, "10.1.2.3", &error);
+  INFO(error);
+  REQUIRE(map);
+  CHECK(map->uncoveredSlots() == 0);
+  REQUIRE(map->masters().size() == 3);
+  CHECK(map->masterFor(0)->port == 7000);
+  CHECK(map->masterFor(0)->id == "a");
+  CHECK(map->masterFor(5460)->port == 7000);
+  CHECK(map->masterFor(5461)->address() == "10.1.2.3:7001");
+  CHECK(map->masterFor(16383)->port == 7002);
+  REQUIRE(map->replicasOf(map->masterIndex(0)).size() == 1);
+  CHECK(map->replicasOf(map->masterIndex(0))[0].port == 7003);
+  CHECK(map->replicasOf(map->masterIndex(16383)).empty());
+
+  auto moved = map->withSlotMovedTo(100, ClusterNode{"127.0.0.1", 7002, ""});
+  CHECK(moved.masterFor(100)->port == 7002);
+  CHECK(moved.masterFor(101)->port == 7000);
+  CHECK(moved.masters().size() == 3);
+  auto added = map->withSlotMovedTo(5, ClusterNode{"127.0.0.1", 7010, ""});
+  CHECK(added.masters().size() == 4);
+  CHECK(added.masterFor(5)->port == 7010);
+  CHECK(map->masterFor(5)->port == 7000);  // snapshots are immutable
+}
+
+TEST_CASE("SlotMap reports gaps and rejects malformed replies") {
+  std::string partial;
+  resp::appendArrayHeader(partial, 1);
+  resp::appendArrayHeader(partial, 3);
+  resp::appendInteger(partial, 0);
+  resp::appendInteger(partial, 99);
+  node(partial, "127.0.0.1", 7000, "a");
+  auto map = SlotMap::fromClusterSlots(partial, "127.0.0.1", nullptr);
+  REQUIRE(map);
+  CHECK(map->uncoveredSlots() == kClusterSlots - 100);
+  CHECK(map->masterFor(100) == nullptr);
+
+  std::string error;
+  CHECK_FALSE(SlotMap::fromClusterSlots("-ERR This instance has cluster support disabled\r\n", "h",
+                                        &error));
+  CHECK(error.find("array") != std::string::npos);
+  std::string badRange;
+  resp::appendArrayHeader(badRange, 1);
+  resp::appendArrayHeader(badRange, 3);
+  resp::appendInteger(badRange, 10);
+  resp::appendInteger(badRange, 16384);
+  node(badRange, "127.0.0.1", 7000, "a");
+  CHECK_FALSE(SlotMap::fromClusterSlots(badRange, "h", &error));
+  std::string badPort;
+  resp::appendArrayHeader(badPort, 1);
+  resp::appendArrayHeader(badPort, 3);
+  resp::appendInteger(badPort, 0);
+  resp::appendInteger(badPort, 1);
+  node(badPort, "127.0.0.1", 70000, "a");
+  CHECK_FALSE(SlotMap::fromClusterSlots(badPort, "h", &error));
+}
