@@ -52,6 +52,45 @@ std::uint16_t keyHashSlot(std::string_view key) {
   return crc16(key) & (kClusterSlots - 1);
 }
 
+std::optional<Redirect> parseRedirect(std::string_view frame) {
+  Redirect r;
+  if (frame.starts_with("-MOVED ")) {
+    r.kind = Redirect::Kind::kMoved;
+    frame.remove_prefix(7);
+  } else if (frame.starts_with("-ASK ")) {
+    r.kind = Redirect::Kind::kAsk;
+    frame.remove_prefix(5);
+  } else {
+    return std::nullopt;
+  }
+  if (!frame.ends_with("\r\n")) return std::nullopt;
+  frame.remove_suffix(2);
+  const auto space = frame.find(' ');
+  if (space == std::string_view::npos || space == 0) return std::nullopt;
+  std::uint32_t slot = 0;
+  for (const char c : frame.substr(0, space)) {
+    if (c < '0' || c > '9') return std::nullopt;
+    slot = slot * 10 + static_cast<std::uint32_t>(c - '0');
+    if (slot >= kClusterSlots) return std::nullopt;
+  }
+  r.slot = static_cast<std::uint16_t>(slot);
+  const std::string_view endpoint = frame.substr(space + 1);
+  // host:port, split at the last colon (IPv6 addresses come without brackets).
+  const auto colon = endpoint.rfind(':');
+  if (colon == std::string_view::npos || colon + 1 == endpoint.size()) return std::nullopt;
+  std::uint32_t port = 0;
+  for (const char c : endpoint.substr(colon + 1)) {
+    if (c < '0' || c > '9') return std::nullopt;
+    port = port * 10 + static_cast<std::uint32_t>(c - '0');
+    if (port > 65535) return std::nullopt;
+  }
+  if (port == 0) return std::nullopt;
+  r.node.host = std::string(endpoint.substr(0, colon));
+  if (r.node.host == "?") r.node.host.clear();
+  r.node.port = static_cast<std::uint16_t>(port);
+  return r;
+}
+
 std::size_t SlotMap::uncoveredSlots() const {
   return static_cast<std::size_t>(std::count(master_.begin(), master_.end(), kNoNode));
 }

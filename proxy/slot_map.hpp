@@ -32,6 +32,17 @@ struct ClusterNode {
   }
 };
 
+// A cluster redirect error: `-MOVED <slot> <host>:<port>` or `-ASK <slot> <host>:<port>`.
+struct Redirect {
+  enum class Kind : std::uint8_t { kMoved, kAsk };
+  Kind kind = Kind::kMoved;
+  std::uint16_t slot = 0;
+  ClusterNode node;  // host empty when Redis did not know it (`:port`): use the node asked
+};
+
+// Parses a reply frame; nullopt unless it is a well-formed MOVED or ASK error.
+std::optional<Redirect> parseRedirect(std::string_view frame);
+
 class SlotMap {
  public:
   static constexpr std::uint16_t kNoNode = 0xffff;

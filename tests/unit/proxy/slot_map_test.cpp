@@ -115,3 +115,32 @@ TEST_CASE("SlotMap reports gaps and rejects malformed replies") {
   node(badPort, "127.0.0.1", 70000, "a");
   CHECK_FALSE(SlotMap::fromClusterSlots(badPort, "h", &error));
 }
+
+TEST_CASE("MOVED and ASK redirects are parsed; anything else is not a redirect") {
+  auto moved = parseRedirect("-MOVED 3999 127.0.0.1:6381\r\n");
+  REQUIRE(moved);
+  CHECK(moved->kind == Redirect::Kind::kMoved);
+  CHECK(moved->slot == 3999);
+  CHECK(moved->node.address() == "127.0.0.1:6381");
+  auto ask = parseRedirect("-ASK 16383 redis-2.redis.svc:7000\r\n");
+  REQUIRE(ask);
+  CHECK(ask->kind == Redirect::Kind::kAsk);
+  CHECK(ask->slot == 16383);
+  CHECK(ask->node.host == "redis-2.redis.svc");
+  auto v6 = parseRedirect("-MOVED 1 ::1:7001\r\n");
+  REQUIRE(v6);
+  CHECK(v6->node.host == "::1");
+  CHECK(v6->node.port == 7001);
+  auto unknownHost = parseRedirect("-MOVED 7 :7002\r\n");
+  REQUIRE(unknownHost);
+  CHECK(unknownHost->node.host.empty());
+
+  CHECK_FALSE(parseRedirect("-MOVED 16384 127.0.0.1:1\r\n"));
+  CHECK_FALSE(parseRedirect("-MOVED x 127.0.0.1:1\r\n"));
+  CHECK_FALSE(parseRedirect("-MOVED 1 127.0.0.1:\r\n"));
+  CHECK_FALSE(parseRedirect("-MOVED 1 127.0.0.1:70000\r\n"));
+  CHECK_FALSE(parseRedirect("-MOVED 1 127.0.0.1:1"));
+  CHECK_FALSE(parseRedirect("-ERR MOVED 1 127.0.0.1:1\r\n"));
+  CHECK_FALSE(parseRedirect("-TRYAGAIN Multiple keys request during rehashing of slot\r\n"));
+  CHECK_FALSE(parseRedirect("+OK\r\n"));
+}
