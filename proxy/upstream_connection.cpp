@@ -11,8 +11,11 @@
 namespace keygate::proxy {
 
 namespace {
-constexpr std::size_t kReadChunk = 16 * 1024;
-constexpr std::size_t kIdleBufferKeep = 64 * 1024;
+constexpr std::size_t kMaxReadChunk = 1024 * 1024;
+// Buffer kept when idle: a shared connection carries many clients' pipelines and reuses its
+// buffers batch after batch; a dedicated one (one client) gives big ones back.
+constexpr std::size_t kSharedBufferKeep = kMaxReadChunk + 64 * 1024;
+constexpr std::size_t kDedicatedBufferKeep = 64 * 1024;
 }  // namespace
 
 UpstreamConnection::UpstreamConnection(asio::io_context& io, const UpstreamSettings& settings,
@@ -118,19 +121,24 @@ void UpstreamConnection::flush() {
                         return;
                       }
                       self->writing_.clear();
-                      if (self->writing_.capacity() > kIdleBufferKeep) {
+                      if (self->writing_.capacity() > self->idleKeep()) {
                         std::string().swap(self->writing_);
                       }
                       self->flush();
                     });
 }
 
+std::size_t UpstreamConnection::idleKeep() const {
+  return kind_ == Kind::kShared ? kSharedBufferKeep : kDedicatedBufferKeep;
+}
+
 void UpstreamConnection::startRead() {
-  std::size_t want = kReadChunk;
+  std::size_t want = readChunk_;
   if (scanner_.bytesWanted() > in_.size()) {
     want = std::max(want, scanner_.bytesWanted() - in_.size());
   }
   auto span = in_.prepare(want);
+  lastReadSize_ = span.size();
   socket_.async_read_some(asio::buffer(span.data(), span.size()),
                           [self = shared_from_this()](const boost::system::error_code& ec,
                                                       std::size_t n) { self->onRead(ec, n); });
@@ -142,6 +150,9 @@ void UpstreamConnection::onRead(const boost::system::error_code& ec, std::size_t
     fail(ec == asio::error::eof ? "connection closed by Redis" : ec.message());
     return;
   }
+  // A read that filled the buffer means Redis has more queued: read bigger next time, so one
+  // read carries a whole pipelined batch and each client gets its replies in one write.
+  if (n == lastReadSize_ && readChunk_ < kMaxReadChunk) readChunk_ *= 2;
   in_.commit(n);
   // Keep this connection alive while sinks run: a sink may close it.
   auto self = shared_from_this();
@@ -160,7 +171,8 @@ void UpstreamConnection::onRead(const boost::system::error_code& ec, std::size_t
     in_.consume(result.consumed);
   }
   if (batchHook_) batchHook_();
-  in_.shrinkIfEmpty(kIdleBufferKeep);
+  in_.shrinkIfEmpty(idleKeep());
+  if (in_.capacity() < readChunk_) readChunk_ = std::max<std::size_t>(16 * 1024, in_.capacity());
   startRead();
 }
 

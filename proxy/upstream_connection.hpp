@@ -100,6 +100,7 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
 
   void onConnected(const boost::system::error_code& ec);
   void startRead();
+  std::size_t idleKeep() const;
   void onRead(const boost::system::error_code& ec, std::size_t n);
   void dispatch(std::string_view frame);
   bool handleHandshakeReply(std::string_view frame);
@@ -125,6 +126,8 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
   bool flushScheduled_ = false;
 
   ByteBuffer in_;
+  std::size_t readChunk_ = 16 * 1024;
+  std::size_t lastReadSize_ = 0;
   resp::ReplyScanner scanner_;
   std::deque<Inflight> fifo_;
   int handshakeLeft_ = 0;
