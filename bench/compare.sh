@@ -1,0 +1,301 @@
+#!/usr/bin/env bash
+# Side-by-side throughput/latency of direct Redis, nutcracker (twemproxy) and keygate.
+#
+# Starts its own redis-server, nutcracker and two keygates (--threads 1 and 2) on free
+# loopback ports, runs redis-benchmark against each in interleaved rounds
+# (direct, nutcracker, keygate-t1, keygate-t2, direct, ...) and prints Markdown tables of
+# medians: requests/s, ratio to direct, p50/p99 latency and CPU time per request.
+# Only ratios measured within one run are meaningful; absolute numbers move between runs.
+#
+# Usage: bench/compare.sh [> results.md]      (progress goes to stderr)
+# Environment (defaults in brackets):
+#   ROUNDS [5]            interleaved rounds; medians are taken over them
+#   N_P1 [200000]         requests per run at pipeline 1
+#   N_P16 [1000000]       requests per run at pipeline 16 (N_P<k> for any PIPELINES entry)
+#   VALUE_SIZES ["64"]    value sizes in bytes, e.g. "64 1024"
+#   PIPELINES ["1 16"]    redis-benchmark -P values
+#   TESTS ["set get"]     redis-benchmark -t tests, in this order each round
+#   CLIENTS [50]          redis-benchmark -c
+#   KEYSPACE [100000]     redis-benchmark -r; all keys are written before the GET runs
+#   TARGETS ["direct nutcracker keygate-t1 keygate-t2"]
+#   KEYGATE               keygate binary [build-release/proxy/keygate, else build-bench/...]
+#   KEYGATE_ARGS          extra keygate arguments, e.g. "--config config/example.yaml"
+#   RUN_TIMEOUT [300]     seconds before one redis-benchmark run is abandoned
+#   RAW                   file to copy the raw per-run results (TSV) to
+set -euo pipefail
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+ROUNDS=${ROUNDS:-5}
+N_P1=${N_P1:-200000}
+N_P16=${N_P16:-1000000}
+VALUE_SIZES=${VALUE_SIZES:-64}
+PIPELINES=${PIPELINES:-1 16}
+TESTS=${TESTS:-set get}
+CLIENTS=${CLIENTS:-50}
+KEYSPACE=${KEYSPACE:-100000}
+TARGETS=${TARGETS:-direct nutcracker keygate-t1 keygate-t2}
+RUN_TIMEOUT=${RUN_TIMEOUT:-300}
+
+bench_require redis-server redis-benchmark redis-cli nutcracker timeout
+bench_init
+
+if [[ $TARGETS == *keygate* ]] && ! bench_keygate_bin >/dev/null; then
+    bench_log "warning: no keygate binary found; running without the keygate targets"
+    TARGETS=$(tr ' ' '\n' <<<"$TARGETS" | grep -v '^keygate' | xargs)
+fi
+
+declare -A PORT PID DEAD
+bench_start_redis
+for t in $TARGETS; do
+    case $t in
+        direct) PORT[$t]=$REDIS_PORT PID[$t]=$REDIS_PID ;;
+        nutcracker)
+            bench_start_nutcracker "$REDIS_PORT"
+            PORT[$t]=$NC_PORT PID[$t]=$NC_PID ;;
+        keygate-t*)
+            bench_start_keygate "$t" "${t#keygate-t}" "$REDIS_PORT"
+            PORT[$t]=$KG_PORT PID[$t]=$KG_PID ;;
+        *) bench_die "unknown target '$t'" ;;
+    esac
+done
+
+# Write every key redis-benchmark -r can touch (key:000000000000 ...) with a value of
+# the benchmark's size, so that every GET hits.
+populate() {
+    local size=$1
+    "$BENCH_PY" - "$KEYSPACE" "$size" <<'EOF' | redis-cli -h 127.0.0.1 -p "$REDIS_PORT" --pipe >/dev/null
+import sys
+n, size = int(sys.argv[1]), int(sys.argv[2])
+value = b"x" * size
+out = sys.stdout.buffer
+for i in range(n):
+    key = b"key:%012d" % i
+    out.write(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(key), key, size, value))
+EOF
+}
+
+redis_stat() { # redis_stat FIELD -> value from INFO
+    redis-cli -h 127.0.0.1 -p "$REDIS_PORT" INFO stats | tr -d '\r' | awk -F: -v f="$1" '$1 == f {print $2}'
+}
+
+RESULTS=$BENCH_TMP/results.tsv
+printf 'size\tpipeline\ttest\ttarget\tround\tn\trps\tavg_ms\tp50_ms\tp95_ms\tp99_ms\tmax_ms\tproxy_cpu_us\tredis_cpu_us\tclient_cpu_us\tidle_pct\tother_pct\tproxy_vcsw_k\tproxy_icsw_k\tredis_vcsw_k\tmisses\tstatus\n' >"$RESULTS"
+
+# run_one TARGET SIZE PIPELINE TEST ROUND: one redis-benchmark run, one result line.
+run_one() {
+    local target=$1 size=$2 p=$3 test=$4 round=$5
+    local n_var="N_P$p" n port=${PORT[$1]} pid=${PID[$1]}
+    n=${!n_var:-$N_P1}
+    local out=$BENCH_TMP/run.out err=$BENCH_TMP/run.err status=ok rc=0
+    local c0 r0 m0 c1 r1 m1 s0 s1 b0 b1 a0 a1 pv0 pi0 rv0 pv1 pi1 rv1
+    if [[ -n ${DEAD[$target]:-} ]]; then
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\tdead\n' "$size" "$p" "$test" "$target" "$round" "$n" >>"$RESULTS"
+        return
+    fi
+    m0=$(redis_stat keyspace_misses)
+    c0=$(bench_cpu_ticks "$pid")
+    r0=$(bench_cpu_ticks "$REDIS_PID")
+    read -r pv0 pi0 < <(bench_ctxsw "$pid")
+    read -r rv0 _ < <(bench_ctxsw "$REDIS_PID")
+    b0=$(bench_machine_busy_ticks) a0=$(bench_machine_all_ticks) s0=$(bench_self_ticks)
+    timeout "$RUN_TIMEOUT" redis-benchmark -h 127.0.0.1 -p "$port" -c "$CLIENTS" -n "$n" \
+        -d "$size" -r "$KEYSPACE" -P "$p" -t "$test" --csv >"$out" 2>"$err" || rc=$?
+    s1=$(bench_self_ticks) b1=$(bench_machine_busy_ticks) a1=$(bench_machine_all_ticks)
+    c1=$(bench_cpu_ticks "$pid")
+    read -r pv1 pi1 < <(bench_ctxsw "$pid")
+    read -r rv1 _ < <(bench_ctxsw "$REDIS_PID")
+    r1=$(bench_cpu_ticks "$REDIS_PID")
+    m1=$(redis_stat keyspace_misses)
+    local line
+    line=$(grep -i "^\"$test\"," "$out" | tail -1 | tr -d '"' || true)
+    if ((rc == 124)); then
+        status=timeout
+    elif ((rc != 0)) || [[ -z $line ]]; then
+        status="failed(rc=$rc)"
+    fi
+    if ! bench_alive "$pid"; then
+        status=crashed DEAD[$target]=1
+        bench_log "ERROR: $target (pid $pid) is gone"
+    fi
+    [[ $status == ok ]] || { bench_log "  $target $test P$p: $status: $(grep -v 'Could not fetch server CONFIG' "$err" | head -3 | tr '\n' ' ')"; line=""; }
+    local rps avg p50 p95 p99 max
+    IFS=, read -r _ rps avg _ p50 p95 p99 max <<<"${line:-x,,,,,,,}"
+    local cpu_us redis_us client_us idle other ours pvk pik rvk
+    pvk=$(awk -v d=$((pv1 - pv0)) -v n="$n" 'BEGIN {printf "%.2f", d * 1000 / n}')
+    pik=$(awk -v d=$((pi1 - pi0)) -v n="$n" 'BEGIN {printf "%.2f", d * 1000 / n}')
+    rvk=$(awk -v d=$((rv1 - rv0)) -v n="$n" 'BEGIN {printf "%.2f", d * 1000 / n}')
+    cpu_us=$(awk -v d=$((c1 - c0)) -v t="$BENCH_CLK_TCK" -v n="$n" 'BEGIN {printf "%.3f", d * 1e6 / t / n}')
+    redis_us=$(awk -v d=$((r1 - r0)) -v t="$BENCH_CLK_TCK" -v n="$n" 'BEGIN {printf "%.3f", d * 1e6 / t / n}')
+    # redis-benchmark's CPU: this shell's waited-for children, measured around the run.
+    client_us=$(awk -v d=$((s1 - s0)) -v t="$BENCH_CLK_TCK" -v n="$n" 'BEGIN {printf "%.3f", d * 1e6 / t / n}')
+    idle=$(awk -v b=$((b1 - b0)) -v a=$((a1 - a0)) 'BEGIN {printf "%.1f", a ? (a - b) * 100 / a : 0}')
+    # CPU used by processes not ours during the run (noise from the rest of the machine).
+    ours=$(((r1 - r0) + (s1 - s0)))
+    [[ $pid == "$REDIS_PID" ]] || ours=$((ours + c1 - c0))
+    other=$(awk -v b=$((b1 - b0)) -v o="$ours" -v a=$((a1 - a0)) 'BEGIN {f = a ? (b - o) * 100 / a : 0; printf "%.1f", f < 0 ? 0 : f}')
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+        "$size" "$p" "$test" "$target" "$round" "$n" "$rps" "$avg" "$p50" "$p95" "$p99" "$max" \
+        "$cpu_us" "$redis_us" "$client_us" "$idle" "$other" "$pvk" "$pik" "$rvk" "$((m1 - m0))" "$status" >>"$RESULTS"
+    bench_log "  $(printf '%-11s %-3s P%-2s %5sB: %10s req/s  p50 %6s  p99 %6s ms  cpu %s us/req  %s' \
+        "$target" "$test" "$p" "$size" "${rps:--}" "${p50:--}" "${p99:--}" "$cpu_us" "$status")"
+}
+
+START=$(date +%s)
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+# Foreign CPU use during the run: machine busy time minus ours (servers and benchmark).
+own_ticks() {
+    local sum t
+    sum=$(bench_self_ticks)
+    for t in "${!PID[@]}"; do
+        [[ $t == direct ]] || sum=$((sum + $(bench_cpu_ticks "${PID[$t]}")))
+    done
+    echo $((sum + $(bench_cpu_ticks "$REDIS_PID")))
+}
+OWN0=$(own_ticks) BUSY0=$(bench_machine_busy_ticks) ALL0=$(bench_machine_all_ticks)
+for size in $VALUE_SIZES; do
+    bench_log "populating $KEYSPACE keys with $size B values"
+    populate "$size"
+    for ((round = 1; round <= ROUNDS; round++)); do
+        bench_log "value size $size B, round $round/$ROUNDS"
+        for p in $PIPELINES; do
+            for test in $TESTS; do
+                for t in $TARGETS; do
+                    run_one "$t" "$size" "$p" "$test" "$round"
+                done
+            done
+        done
+    done
+done
+ELAPSED=$(($(date +%s) - START))
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+OWN1=$(own_ticks) BUSY1=$(bench_machine_busy_ticks) ALL1=$(bench_machine_all_ticks)
+FOREIGN=$(awk -v b=$((BUSY1 - BUSY0)) -v o=$((OWN1 - OWN0)) -v a=$((ALL1 - ALL0)) \
+    'BEGIN {f = (b - o) / a * 100; if (f < 0) f = 0; printf "%.0f%%", f}')
+if [[ -n ${RAW:-} ]]; then cp "$RESULTS" "$RAW"; fi
+
+echo "## redis-benchmark: direct Redis vs nutcracker vs keygate"
+echo
+bench_machine_info
+echo "- load: redis-benchmark -c $CLIENTS -r $KEYSPACE --csv, -t {$(xargs <<<"$TESTS" | tr ' ' ',')}, -P {$(xargs <<<"$PIPELINES" | tr ' ' ',')}, $(for p in $PIPELINES; do v="N_P$p"; printf -- '-n %s at P%s, ' "${!v:-$N_P1}" "$p"; done)$ROUNDS interleaved rounds, ${ELAPSED}s in all"
+for t in $TARGETS; do
+    if [[ $t == keygate-t* ]]; then echo "- $t: \`$(sed "s|$BENCH_REPO/||; s|127.0.0.1:[0-9]*|127.0.0.1:PORT|g" "$BENCH_TMP/$t/cmdline")\`"; fi
+done
+echo "- other processes on the machine used $FOREIGN of its CPU time during the run (load average at start: $LOAD_START, at end: $LOAD_END; the benchmark itself keeps about 2 CPUs busy)"
+echo "- nutcracker: one pool, server_connections 1, preconnect, single-threaded; all processes on the same $(nproc) CPUs, unpinned"
+echo
+
+"$BENCH_PY" - "$RESULTS" <<'EOF'
+import csv, statistics, sys
+
+rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
+def num(v):
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+def med(vals):
+    vals = [v for v in vals if v is not None]
+    return statistics.median(vals) if vals else None
+def fmt(v, spec):
+    return "-" if v is None else format(v, spec)
+
+targets = list(dict.fromkeys(r["target"] for r in rows))
+groups = list(dict.fromkeys((r["size"], r["pipeline"], r["test"]) for r in rows))
+by = {}
+for r in rows:
+    by.setdefault((r["size"], r["pipeline"], r["test"], r["target"]), {})[r["round"]] = r
+
+print("Medians over rounds. `x direct` is the median of per-round ratios (target req/s over "
+      "direct req/s measured in the same round); so is `x nutcracker` below. `+p99` is the median "
+      "p99 added over direct in the same round. CPU is user+system time per request of the proxy "
+      "(all threads), of redis-server and of redis-benchmark (`client`); `CPU idle` is the share "
+      "of the machine's CPU time left idle during the run. Rounds in which other processes "
+      "used more than 10% of the CPU are named in `notes`; they are still counted.")
+print()
+checks = []
+for size in dict.fromkeys(g[0] for g in groups):
+    print(f"### {size} B values")
+    print()
+    print("| test | P | target | req/s | x direct | p50 ms | p99 ms | +p99 ms | proxy CPU us/req | redis CPU us/req | client CPU us/req | CPU idle % | req/s per round | notes |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
+    for (s, p, test) in groups:
+        if s != size:
+            continue
+        direct = by.get((s, p, test, "direct"), {})
+        for t in targets:
+            runs = by.get((s, p, test, t), {})
+            ordered = [runs[k] for k in sorted(runs, key=int)]
+            rps = med(num(r["rps"]) for r in ordered)
+            ratios = []
+            for k, r in runs.items():
+                d = direct.get(k)
+                if d and num(d["rps"]) and num(r["rps"]):
+                    ratios.append(num(r["rps"]) / num(d["rps"]))
+            ratio = med(ratios)
+            p50 = med(num(r["p50_ms"]) for r in ordered)
+            p99 = med(num(r["p99_ms"]) for r in ordered)
+            dp99 = med(num(r["p99_ms"]) - num(direct[k]["p99_ms"]) for k, r in runs.items()
+                       if k in direct and num(r["p99_ms"]) is not None and num(direct[k]["p99_ms"]) is not None)
+            cpu = None if t == "direct" else med(num(r["proxy_cpu_us"]) for r in ordered)
+            rcpu = med(num(r["redis_cpu_us"]) for r in ordered)
+            ccpu = med(num(r["client_cpu_us"]) for r in ordered)
+            idle = med(num(r["idle_pct"]) for r in ordered)
+            per = " ".join("-" if num(r["rps"]) is None else f"{num(r['rps'])/1000:.0f}k" for r in ordered)
+            notes = []
+            bad = [r["status"] for r in ordered if r["status"] != "ok"]
+            if bad:
+                notes.append(f"{len(bad)} run(s) {','.join(sorted(set(bad)))}")
+            misses = sum(int(r["misses"] or 0) for r in ordered)
+            noisy = [r["round"] for r in ordered if (num(r["other_pct"]) or 0) > 10]
+            if noisy:
+                notes.append(f"round(s) {','.join(noisy)} disturbed: other processes used >10% CPU")
+            if test.lower() == "get" and misses:
+                notes.append(f"{misses} GET misses")
+            print(f"| {test.upper()} | {p} | {t} | {fmt(rps, ',.0f')} | "
+                  f"{'1.00' if t == 'direct' else fmt(ratio, '.2f')} | {fmt(p50, '.3f')} | {fmt(p99, '.3f')} | "
+                  f"{'' if t == 'direct' else fmt(dp99, '+.3f')} | {'' if t == 'direct' else fmt(cpu, '.2f')} | "
+                  f"{fmt(rcpu, '.2f')} | {fmt(ccpu, '.2f')} | {fmt(idle, '.0f')} | {per} | {'; '.join(notes)} |")
+            if t == "keygate-t1":
+                nc = by.get((s, p, test, "nutcracker"), {})
+                nc_ratio = med(num(r["rps"]) / num(nc[k]["rps"]) for k, r in runs.items()
+                               if k in nc and num(r["rps"]) and num(nc[k]["rps"]))
+                nc_dp99 = med(num(r["p99_ms"]) - num(direct[k]["p99_ms"]) for k, r in nc.items()
+                              if k in direct and num(r["p99_ms"]) is not None and num(direct[k]["p99_ms"]) is not None)
+                goal = 0.85 if p == "1" else 0.8
+                checks.append((f"{test.upper()} P{p} {s} B", nc_ratio, ratio, goal, dp99, nc_dp99))
+    print()
+
+print("### Scheduling: context switches per 1,000 requests (medians)")
+print()
+print("A voluntary switch is a process going to sleep to wait for I/O: fewer per request means "
+      "bigger batches per read/write. Involuntary ones are preemptions (more runnable threads than CPUs).")
+print()
+print("| value size | test | P | target | proxy voluntary | proxy involuntary | redis-server voluntary |")
+print("|---:|---|---:|---|---:|---:|---:|")
+for (s, p, test) in groups:
+    for t in targets:
+        ordered = list(by.get((s, p, test, t), {}).values())
+        pv = None if t == "direct" else med(num(r["proxy_vcsw_k"]) for r in ordered)
+        pi = None if t == "direct" else med(num(r["proxy_icsw_k"]) for r in ordered)
+        rv = med(num(r["redis_vcsw_k"]) for r in ordered)
+        print(f"| {s} | {test.upper()} | {p} | {t} | {'' if t == 'direct' else fmt(pv, '.1f')} | "
+              f"{'' if t == 'direct' else fmt(pi, '.1f')} | {fmt(rv, '.1f')} |")
+print()
+
+if checks:
+    print("### Targets for keygate --threads 1 (issue 2, SPEC section 9)")
+    print()
+    print("| row | above nutcracker | >= goal x direct | added p99 below nutcracker's |")
+    print("|---|---|---|---|")
+    def yn(ok):
+        return "-" if ok is None else ("yes" if ok else "**no**")
+    for name, nc_ratio, ratio, goal, dp99, nc_dp99 in checks:
+        above = None if nc_ratio is None else nc_ratio > 1
+        detail = "" if nc_ratio is None else f" ({nc_ratio:.2f}x nutcracker)"
+        meets = None if ratio is None else ratio >= goal
+        lat = None if dp99 is None or nc_dp99 is None else dp99 < nc_dp99
+        print(f"| {name} | {yn(above)}{detail} | {yn(meets)} ({fmt(ratio, '.2f')} vs {goal}) | "
+              f"{yn(lat)} ({fmt(dp99, '+.3f')} vs {fmt(nc_dp99, '+.3f')} ms) |")
+    print()
+EOF
