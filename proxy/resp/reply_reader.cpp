@@ -8,29 +8,9 @@
 
 #include <cstring>
 
+#include "proxy/resp/reply_integer.hpp"
+
 namespace keygate::resp {
-namespace {
-
-bool parseInteger(std::string_view s, std::int64_t& value) {
-  bool negative = false;
-  if (!s.empty() && (s[0] == '-' || s[0] == '+')) {
-    negative = s[0] == '-';
-    s.remove_prefix(1);
-  }
-  if (s.empty() || s.size() > 19) return false;
-  std::uint64_t v = 0;
-  for (char c : s) {
-    if (c < '0' || c > '9') return false;
-    v = v * 10 + static_cast<std::uint64_t>(c - '0');
-  }
-  constexpr auto kMax = static_cast<std::uint64_t>(INT64_MAX);
-  if (v > kMax + (negative ? 1 : 0)) return false;
-  value = negative ? (v == kMax + 1 ? INT64_MIN : -static_cast<std::int64_t>(v))
-                   : static_cast<std::int64_t>(v);
-  return true;
-}
-
-}  // namespace
 
 std::optional<Element> ReplyReader::next() {
   if (pos_ >= data_.size()) return std::nullopt;
@@ -51,7 +31,7 @@ std::optional<Element> ReplyReader::next() {
       e.text = line;
       break;
     case ':':
-      if (!parseInteger(line, e.integer)) return std::nullopt;
+      if (!detail::parseReplyInteger(line, e.integer)) return std::nullopt;
       break;
     case '#':
       if (line != "t" && line != "f") return std::nullopt;
@@ -66,7 +46,7 @@ std::optional<Element> ReplyReader::next() {
     case '=':
     case '!': {
       std::int64_t len = 0;
-      if (!parseInteger(line, len)) return std::nullopt;
+      if (!detail::parseReplyInteger(line, len)) return std::nullopt;
       if (len == -1 && e.type == '$') {
         e.isNull = true;
         e.integer = -1;
@@ -85,7 +65,7 @@ std::optional<Element> ReplyReader::next() {
     case '~':
     case '>':
     case '|':
-      if (!parseInteger(line, e.integer)) return std::nullopt;
+      if (!detail::parseReplyInteger(line, e.integer)) return std::nullopt;
       if (e.integer == -1 && e.type == '*') {
         e.isNull = true;
         break;

@@ -17,6 +17,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "proxy/resp/reply_integer.hpp"
+
 namespace keygate::resp {
 namespace {
 
@@ -94,24 +96,6 @@ bool isKnownType(char t) {
 
 bool allDigits(std::string_view s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
-}
-
-// A signed 64-bit decimal with an optional sign.
-bool parseInteger(std::string_view s, std::int64_t& value) {
-  bool negative = false;
-  if (!s.empty() && (s[0] == '-' || s[0] == '+')) {
-    negative = s[0] == '-';
-    s.remove_prefix(1);
-  }
-  if (!allDigits(s) || s.size() > 19) return false;
-  std::uint64_t v = 0;
-  for (char c : s)
-    v = v * 10 + static_cast<std::uint64_t>(c - '0');
-  constexpr auto kMax = static_cast<std::uint64_t>(INT64_MAX);
-  if (v > kMax + (negative ? 1 : 0)) return false;
-  value = negative ? (v == kMax + 1 ? INT64_MIN : -static_cast<std::int64_t>(v))
-                   : static_cast<std::int64_t>(v);
-  return true;
 }
 
 bool validBigNumber(std::string_view s) {
@@ -211,7 +195,7 @@ ScanResult ReplyScanner::scan(std::string_view in) {
       case '-':
         break;
       case ':':
-        if (!parseInteger(content, n)) return fail(kErrInteger);
+        if (!detail::parseReplyInteger(content, n)) return fail(kErrInteger);
         break;
       case '(':
         if (!validBigNumber(content)) return fail(kErrBigNumber);
@@ -228,14 +212,16 @@ ScanResult ReplyScanner::scan(std::string_view in) {
       case '$':
       case '=':
       case '!':
-        if (!parseInteger(content, n) || content[0] == '+') return fail(kErrBulkLength);
+        if (!detail::parseReplyInteger(content, n) || content[0] == '+')
+          return fail(kErrBulkLength);
         if (n == -1 && t == '$') break;  // RESP2 null bulk
         if (n < 0) return fail(kErrBulkLength);
         if (static_cast<std::uint64_t>(n) > limits_.maxBulkBytes) return fail(kErrBulkTooBig);
         bulkLen_ = n;
         continue;
       default: {  // aggregates: * % ~ > |
-        if (!parseInteger(content, n) || content[0] == '+') return fail(kErrAggregateLength);
+        if (!detail::parseReplyInteger(content, n) || content[0] == '+')
+          return fail(kErrAggregateLength);
         if (n == -1 && t == '*') break;  // RESP2 null array
         if (n < 0) return fail(kErrAggregateLength);
         const bool pairs = t == '%' || t == '|';
