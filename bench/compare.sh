@@ -60,21 +60,6 @@ for t in $TARGETS; do
     esac
 done
 
-# Write every key redis-benchmark -r can touch (key:000000000000 ...) with a value of
-# the benchmark's size, so that every GET hits.
-populate() {
-    local size=$1
-    "$BENCH_PY" - "$KEYSPACE" "$size" <<'EOF' | redis-cli -h 127.0.0.1 -p "$REDIS_PORT" --pipe >/dev/null
-import sys
-n, size = int(sys.argv[1]), int(sys.argv[2])
-value = b"x" * size
-out = sys.stdout.buffer
-for i in range(n):
-    key = b"key:%012d" % i
-    out.write(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(key), key, size, value))
-EOF
-}
-
 redis_stat() { # redis_stat FIELD -> value from INFO
     redis-cli -h 127.0.0.1 -p "$REDIS_PORT" INFO stats | tr -d '\r' | awk -F: -v f="$1" '$1 == f {print $2}'
 }
@@ -155,7 +140,7 @@ own_ticks() {
 OWN0=$(own_ticks) BUSY0=$(bench_machine_busy_ticks) ALL0=$(bench_machine_all_ticks)
 for size in $VALUE_SIZES; do
     bench_log "populating $KEYSPACE keys with $size B values"
-    populate "$size"
+    bench_populate "$KEYSPACE" "$size"
     for ((round = 1; round <= ROUNDS; round++)); do
         bench_log "value size $size B, round $round/$ROUNDS"
         for p in $PIPELINES; do

@@ -197,3 +197,17 @@ bench_machine_info() {
         echo "- keygate: ${bin#"$BENCH_REPO"/} ($(timeout 5 "$bin" --version 2>/dev/null | head -1 || true))"
     fi
 }
+
+# bench_populate KEYS SIZE: writes key:000000000000 .. key:<KEYS-1> (the names redis-benchmark -r
+# uses) with SIZE-byte values straight to redis-server, so every benchmark GET hits.
+bench_populate() {
+    "$BENCH_PY" - "$1" "$2" <<'EOF' | redis-cli -h 127.0.0.1 -p "$REDIS_PORT" --pipe >/dev/null
+import sys
+n, size = int(sys.argv[1]), int(sys.argv[2])
+value = b"x" * size
+out = sys.stdout.buffer
+for i in range(n):
+    key = b"key:%012d" % i
+    out.write(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(key), key, size, value))
+EOF
+}

@@ -253,22 +253,10 @@ log(f"PING afterwards: {'ok' if res['ping_ok_end'] else 'FAILED'}")
 print(json.dumps(res))
 EOF
 
-# Values for the GET flood, written straight to redis-server.
-populate() {
-    "$BENCH_PY" - "$GET_KEYS" "$FLOOD_GET_VALUE_SIZE" <<'EOF' | redis-cli -h 127.0.0.1 -p "$REDIS_PORT" --pipe >/dev/null
-import sys
-n, size = int(sys.argv[1]), int(sys.argv[2])
-value = b"x" * size
-out = sys.stdout.buffer
-for i in range(n):
-    key = b"key:%012d" % i
-    out.write(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(key), key, size, value))
-EOF
-}
-
 RESULTS=$BENCH_TMP/memory.jsonl
 bench_start_redis
-populate
+# Values for the GET flood, written straight to redis-server.
+bench_populate "$GET_KEYS" "$FLOOD_GET_VALUE_SIZE"
 for t in $TARGETS; do
     case $t in
         nutcracker) bench_start_nutcracker "$REDIS_PORT"; port=$NC_PORT pid=$NC_PID ;;

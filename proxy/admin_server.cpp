@@ -7,6 +7,8 @@
 #include <boost/asio/streambuf.hpp>
 #include <boost/asio/write.hpp>
 
+#include "proxy/listener.hpp"
+
 namespace keygate::proxy {
 
 namespace {
@@ -79,16 +81,7 @@ AdminServer::AdminServer(asio::io_context& io, const ServerContext& context,
       registry_(std::make_shared<prometheus::Registry>()) {}
 
 bool AdminServer::open(const config::HostPort& address) {
-  boost::system::error_code ec;
-  auto ip = asio::ip::make_address(address.host, ec);
-  if (!ec) {
-    asio::ip::tcp::endpoint endpoint(ip, address.port);
-    acceptor_.open(endpoint.protocol(), ec);
-    if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
-    if (!ec) acceptor_.bind(endpoint, ec);
-    if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
-  }
-  if (ec) {
+  if (const auto ec = openListener(acceptor_, address)) {
     spdlog::get("admin")->error("cannot listen on admin address {}: {}", address.str(),
                                 ec.message());
     return false;

@@ -87,6 +87,15 @@ int main(int argc, char** argv) {
     spdlog::get("main")->error("cannot resolve upstream host '{}'", cfg.upstream.address.host);
     return 2;
   }
+  // Listeners bind addresses: a name such as `localhost` is resolved here, once.
+  if (!resolveHost(context.config.listen.host)) {
+    spdlog::get("main")->error("cannot resolve listen host '{}'", cfg.listen.host);
+    return 2;
+  }
+  if (context.config.admin && !resolveHost(context.config.admin->host)) {
+    spdlog::get("main")->error("cannot resolve admin host '{}'", cfg.admin->host);
+    return 2;
+  }
   if (cfg.upstream.mode == config::UpstreamMode::kCluster) {
     spdlog::get("main")->error("upstream.mode: cluster is not available in this build yet");
     return 2;

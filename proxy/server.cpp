@@ -6,6 +6,7 @@
 #include <csignal>
 
 #include "proxy/admin_server.hpp"
+#include "proxy/listener.hpp"
 
 namespace keygate::proxy {
 
@@ -36,19 +37,8 @@ Server::~Server() {
 
 bool Server::open() {
   auto log = spdlog::get("main");
-  boost::system::error_code ec;
   const auto& listen = context_.config.listen;
-  auto address = asio::ip::make_address(listen.host, ec);
-  if (ec) {
-    log->error("cannot listen on {}: {} is not an IP address", listen.str(), listen.host);
-    return false;
-  }
-  asio::ip::tcp::endpoint endpoint(address, listen.port);
-  acceptor_.open(endpoint.protocol(), ec);
-  if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
-  if (!ec) acceptor_.bind(endpoint, ec);
-  if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) {
+  if (const auto ec = openListener(acceptor_, listen)) {
     log->error("cannot listen on {}: {}", listen.str(), ec.message());
     return false;
   }

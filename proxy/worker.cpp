@@ -80,14 +80,19 @@ void Worker::sessionClosed(std::uint64_t id) {
   }
 }
 
+std::vector<std::shared_ptr<ClientSession>> Worker::liveSessions() const {
+  // A copy: beginDrain() and close() remove sessions from the map while we iterate.
+  std::vector<std::shared_ptr<ClientSession>> live;
+  live.reserve(sessions_.size());
+  for (const auto& [id, session] : sessions_)
+    live.push_back(session);
+  return live;
+}
+
 void Worker::beginDrain() {
   asio::post(io_, [this] {
     draining_ = true;
-    std::vector<std::shared_ptr<ClientSession>> live;
-    live.reserve(sessions_.size());
-    for (auto& [id, session] : sessions_)
-      live.push_back(session);
-    for (auto& s : live)
+    for (auto& s : liveSessions())
       s->beginDrain();
   });
 }
@@ -96,11 +101,7 @@ void Worker::closeAll() {
   asio::post(io_, [this] {
     draining_ = true;
     closingAll_ = true;
-    std::vector<std::shared_ptr<ClientSession>> live;
-    live.reserve(sessions_.size());
-    for (auto& [id, session] : sessions_)
-      live.push_back(session);
-    for (auto& s : live)
+    for (auto& s : liveSessions())
       s->close();
     for (auto& p : pools_) {
       for (auto& slot : p) {

@@ -89,6 +89,7 @@ class Worker {
     std::unique_ptr<asio::steady_timer> retryTimer;
   };
 
+  std::vector<std::shared_ptr<ClientSession>> liveSessions() const;
   void connectShared(resp::Protocol proto, std::size_t slot);
   void onSharedState(resp::Protocol proto, std::size_t slot, UpstreamConnection& conn,
                      UpstreamConnection::State state);
