@@ -21,7 +21,7 @@ struct Flag {
 };
 
 // The one list of flags: parsing and usage() both read it.
-constexpr std::array<Flag, 9> kFlags = {{
+constexpr std::array<Flag, 10> kFlags = {{
     {"--config", "", "FILE", "/etc/keygate/keygate.yaml",
      "YAML configuration file (without it, the built-in defaults)",
      [](CliOptions& o, std::string v) { o.configPath = std::move(v); }},
@@ -30,6 +30,9 @@ constexpr std::array<Flag, 9> kFlags = {{
     {"--upstream", "", "HOST:PORT", "127.0.0.1:6379",
      "Redis to forward to (overrides upstream.address; in cluster mode, the seed)",
      [](CliOptions& o, std::string v) { o.overrides.upstream = std::move(v); }},
+    {"--cluster", "", "HOST:PORT,...", "10.0.0.1:6379,10.0.0.2:6379",
+     "Redis Cluster seed nodes (sets upstream.mode: cluster and upstream.seeds)",
+     [](CliOptions& o, std::string v) { o.overrides.cluster = std::move(v); }},
     {"--admin", "", "HOST:PORT", "127.0.0.1:9180",
      "admin HTTP listener: /metrics, health checks (overrides admin)",
      [](CliOptions& o, std::string v) { o.overrides.admin = std::move(v); }},
@@ -138,7 +141,7 @@ std::string usage() {
       "registry's policies and forwards to Redis. Flags override values from the file.\n"
       "\n"
       "Flags:\n";
-  constexpr std::size_t kColumn = 26;
+  constexpr std::size_t kColumn = 27;
   for (const auto& f : kFlags) {
     std::string left = "  ";
     if (!f.shortName.empty()) left += std::string(f.shortName) + ", ";

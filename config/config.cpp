@@ -672,6 +672,42 @@ void applyOverrides(const Overrides& overrides, LoadResult& result) {
         fail("--listen", v.error);
       }
     }
+    if (overrides.cluster) {
+      if (overrides.upstream) {
+        fail("--cluster",
+             "--cluster and --upstream both name the upstream; give --cluster HOST:PORT,... for "
+             "Redis Cluster or --upstream HOST:PORT for one Redis, not both");
+      } else {
+        std::vector<HostPort> seeds;
+        bool valid = true;
+        std::string_view list = *overrides.cluster;
+        while (valid) {
+          const auto comma = list.find(',');
+          const std::string item(list.substr(0, comma));
+          if (item.empty()) {
+            fail("--cluster", "empty seed in '" + *overrides.cluster +
+                                  "'; separate seeds with single commas, e.g. "
+                                  "--cluster 10.0.0.1:6379,10.0.0.2:6379");
+            valid = false;
+          } else if (auto v = parseAddress(item)) {
+            if (std::find(seeds.begin(), seeds.end(), *v.value) == seeds.end()) {
+              seeds.push_back(*v.value);
+            }
+          } else {
+            fail("--cluster", "seed '" + item + "': " + v.error);
+            valid = false;
+          }
+          if (comma == std::string_view::npos) break;
+          list.remove_prefix(comma + 1);
+        }
+        if (valid) {
+          c.upstream.mode = UpstreamMode::kCluster;
+          c.upstream.seeds = std::move(seeds);
+          flagOf["upstream.seeds"] = "--cluster";
+          flagOf["upstream.mode"] = "--cluster";
+        }
+      }
+    }
     if (overrides.upstream) {
       if (auto v = parseAddress(*overrides.upstream)) {
         // In cluster mode the one address given on the command line is the seed.

@@ -71,6 +71,8 @@ struct ConfigError {
 // Command-line flags that override the file. Unset optionals leave the file's value.
 struct Overrides {
   std::optional<std::string> listen, upstream, admin, threads, logLevel, logFormat;
+  // "HOST:PORT,HOST:PORT,...": sets upstream.mode: cluster with these seeds.
+  std::optional<std::string> cluster;
 };
 
 enum class CliAction : std::uint8_t { kRun, kHelp, kVersion };
@@ -86,8 +88,9 @@ struct CliResult {
   std::vector<ConfigError> errors;  // non-empty: usage errors
 };
 
-// Parses `keygate [--config FILE] [--listen HOST:PORT] [--upstream HOST:PORT] [--admin HOST:PORT]
-// [--threads N] [--log-level LEVEL] [--log-format text|json] [--help] [--version]`.
+// Parses `keygate [--config FILE] [--listen HOST:PORT] [--upstream HOST:PORT]
+// [--cluster HOST:PORT,...] [--admin HOST:PORT] [--threads N] [--log-level LEVEL]
+// [--log-format text|json] [--help] [--version]`.
 // Accepts both `--flag value` and `--flag=value`.
 CliResult parseCommandLine(int argc, const char* const* argv);
 std::string usage();

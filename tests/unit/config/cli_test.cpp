@@ -143,8 +143,9 @@ TEST_CASE("help and version flags", "[config][cli]") {
 TEST_CASE("usage lists every flag", "[config][cli]") {
   const std::string text = usage();
   for (const char* flag :
-       {"--config FILE", "--listen HOST:PORT", "--upstream HOST:PORT", "--admin HOST:PORT",
-        "--threads N", "--log-level LEVEL", "--log-format FORMAT", "-h, --help", "-V, --version"}) {
+       {"--config FILE", "--listen HOST:PORT", "--upstream HOST:PORT", "--cluster HOST:PORT,...",
+        "--admin HOST:PORT", "--threads N", "--log-level LEVEL", "--log-format FORMAT",
+        "-h, --help", "-V, --version"}) {
     CHECK_THAT(text, Contains(flag));
   }
   CHECK_THAT(text, StartsWith("Usage: keygate"));
@@ -224,6 +225,58 @@ TEST_CASE("the upstream flag replaces the seeds in cluster mode", "[config][over
   REQUIRE(result.ok());
   REQUIRE(result.config.upstream.seeds.size() == 1);
   CHECK(result.config.upstream.seeds[0] == HostPort{"c", 3});
+}
+
+TEST_CASE("the cluster flag sets cluster mode and its seeds", "[config][overrides]") {
+  const auto cli = parse({"--cluster=10.0.0.1:7000,10.0.0.2:7001"});
+  REQUIRE(cli.errors.empty());
+  REQUIRE(cli.options.overrides.cluster == "10.0.0.1:7000,10.0.0.2:7001");
+
+  auto result = loadFromString("upstream:\n  address: 127.0.0.1:6379\n", "f.yaml");
+  REQUIRE(result.ok());
+  applyOverrides(cli.options.overrides, result);
+  INFO((result.errors.empty() ? "" : result.errors[0].str()));
+  REQUIRE(result.ok());
+  CHECK(result.config.upstream.mode == UpstreamMode::kCluster);
+  REQUIRE(result.config.upstream.seeds.size() == 2);
+  CHECK(result.config.upstream.seeds[0] == HostPort{"10.0.0.1", 7000});
+  CHECK(result.config.upstream.seeds[1] == HostPort{"10.0.0.2", 7001});
+
+  auto single = loadFromString("", "f.yaml");
+  Overrides one;
+  one.cluster = "redis-0.redis:6379,redis-0.redis:6379";  // a repeated seed counts once
+  applyOverrides(one, single);
+  REQUIRE(single.ok());
+  CHECK(single.config.upstream.seeds == std::vector<HostPort>{{"redis-0.redis", 6379}});
+}
+
+TEST_CASE("bad cluster seed lists are errors at the flag", "[config][overrides]") {
+  for (const char* list : {"a:1,,b:2", "a:1,", ",a:1", ""}) {
+    INFO(list);
+    auto result = loadFromString("", "f.yaml");
+    Overrides o;
+    o.cluster = list;
+    applyOverrides(o, result);
+    REQUIRE(result.errors.size() == 1);
+    CHECK(result.errors[0].path == "--cluster");
+    CHECK_THAT(result.errors[0].message, StartsWith("empty seed"));
+    CHECK(result.config.upstream.mode == UpstreamMode::kStandalone);
+  }
+  auto badPort = loadFromString("", "f.yaml");
+  Overrides p;
+  p.cluster = "a:1,b:99999";
+  applyOverrides(p, badPort);
+  REQUIRE(badPort.errors.size() == 1);
+  CHECK_THAT(badPort.errors[0].message, StartsWith("seed 'b:99999': "));
+
+  auto both = loadFromString("", "f.yaml");
+  Overrides b;
+  b.cluster = "a:1";
+  b.upstream = "c:2";
+  applyOverrides(b, both);
+  REQUIRE_FALSE(both.ok());
+  CHECK(both.errors[0].path == "--cluster");
+  CHECK_THAT(both.errors[0].message, Contains("not both"));
 }
 
 TEST_CASE("overrides are checked against the rest of the config", "[config][overrides]") {
