@@ -20,11 +20,15 @@
 #include <string_view>
 #include <vector>
 
+#include "fuzz_support.hpp"
 #include "proxy/resp/reply_reader.hpp"
 #include "proxy/resp/reply_scanner.hpp"
 #include "proxy/resp/reply_writer.hpp"
 
 namespace {
+
+using keygate::fuzz::fnv1a;
+using keygate::fuzz::within;
 
 using keygate::resp::Element;
 using keygate::resp::Limits;
@@ -33,14 +37,6 @@ using keygate::resp::ReplyReader;
 using keygate::resp::ReplyScanner;
 using keygate::resp::ScanResult;
 using keygate::resp::ScanStatus;
-
-#define FUZZ_CHECK(cond)                                                                 \
-  do {                                                                                   \
-    if (!(cond)) {                                                                       \
-      std::fprintf(stderr, "invariant failed: %s (%s:%d)\n", #cond, __FILE__, __LINE__); \
-      std::abort();                                                                      \
-    }                                                                                    \
-  } while (0)
 
 struct Frame {
   ScanStatus status;
@@ -66,11 +62,6 @@ struct Flat {
 
   bool operator==(const Flat&) const = default;
 };
-
-bool within(std::string_view part, std::string_view whole) {
-  return part.empty() ||
-         (part.data() >= whole.data() && part.data() + part.size() <= whole.data() + whole.size());
-}
 
 bool isAggregate(char t) {
   return t == '*' || t == '%' || t == '~' || t == '>' || t == '|';
@@ -269,13 +260,6 @@ void readArbitrary(std::string_view input) {
     last = reader.offset();
   }
   FUZZ_CHECK(reader.offset() == last);
-}
-
-std::uint64_t fnv1a(std::string_view s) {
-  std::uint64_t h = 1469598103934665603ull;
-  for (char c : s)
-    h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;
-  return h;
 }
 
 }  // namespace

@@ -17,24 +17,20 @@
 #include <string_view>
 #include <vector>
 
+#include "fuzz_support.hpp"
 #include "proxy/resp/reply_writer.hpp"
 #include "proxy/resp/request_parser.hpp"
 
 namespace {
+
+using keygate::fuzz::fnv1a;
+using keygate::fuzz::within;
 
 using keygate::resp::Limits;
 using keygate::resp::ParseResult;
 using keygate::resp::ParseStatus;
 using keygate::resp::Request;
 using keygate::resp::RequestParser;
-
-#define FUZZ_CHECK(cond)                                                                 \
-  do {                                                                                   \
-    if (!(cond)) {                                                                       \
-      std::fprintf(stderr, "invariant failed: %s (%s:%d)\n", #cond, __FILE__, __LINE__); \
-      std::abort();                                                                      \
-    }                                                                                    \
-  } while (0)
 
 struct Outcome {
   ParseStatus status;
@@ -53,11 +49,6 @@ struct Run {
 
   bool operator==(const Run&) const = default;
 };
-
-bool within(std::string_view part, std::string_view whole) {
-  return part.empty() ||
-         (part.data() >= whole.data() && part.data() + part.size() <= whole.data() + whole.size());
-}
 
 void checkRequest(std::string_view buf, const ParseResult& r, const Request& req) {
   FUZZ_CHECK(r.consumed > 0 && r.consumed <= buf.size());
@@ -155,13 +146,6 @@ Run feed(std::string_view input, std::vector<std::size_t> cuts, const Limits& li
   }
   run.leftover = buf.size();
   return run;
-}
-
-std::uint64_t fnv1a(std::string_view s) {
-  std::uint64_t h = 1469598103934665603ull;
-  for (char c : s)
-    h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;
-  return h;
 }
 
 }  // namespace

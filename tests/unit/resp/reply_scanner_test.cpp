@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "alloc_counter.hpp"
+#include "split_invariance.hpp"
 
 using namespace std::string_literals;
 using keygate::resp::Limits;
@@ -93,16 +94,10 @@ StreamOutcome feedWhole(std::string_view stream, const Limits& limits = {}) {
 }
 
 void checkSplitInvariance(std::string_view stream, const Limits& limits = {}) {
-  const StreamOutcome whole = feedWhole(stream, limits);
-  for (std::size_t k = 1; k < stream.size(); ++k) {
-    INFO("split at " << k);
-    REQUIRE(feed(stream, {k}, limits) == whole);
-  }
-  std::vector<std::size_t> everyByte;
-  for (std::size_t k = 1; k < stream.size(); ++k)
-    everyByte.push_back(k);
-  INFO("one byte at a time");
-  REQUIRE(feed(stream, everyByte, limits) == whole);
+  keygate::resp::test::checkSplitInvariance(stream,
+                                            [&](std::string_view s, std::vector<std::size_t> cuts) {
+                                              return feed(s, std::move(cuts), limits);
+                                            });
 }
 
 struct Case {

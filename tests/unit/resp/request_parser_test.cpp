@@ -8,6 +8,7 @@
 
 #include "alloc_counter.hpp"
 #include "proxy/resp/reply_writer.hpp"
+#include "split_invariance.hpp"
 
 using namespace std::string_literals;
 using keygate::resp::Limits;
@@ -115,19 +116,11 @@ StreamOutcome feedWhole(std::string_view stream, const Limits& limits = {}) {
   return feed(stream, {}, limits);
 }
 
-// The invariant behind resumable parsing: however the bytes are split into reads, including one
-// byte at a time, the outcome is the one for the whole input.
 void checkSplitInvariance(std::string_view stream, const Limits& limits = {}) {
-  const StreamOutcome whole = feedWhole(stream, limits);
-  for (std::size_t k = 1; k < stream.size(); ++k) {
-    INFO("split at " << k);
-    REQUIRE(feed(stream, {k}, limits) == whole);
-  }
-  std::vector<std::size_t> everyByte;
-  for (std::size_t k = 1; k < stream.size(); ++k)
-    everyByte.push_back(k);
-  INFO("one byte at a time");
-  REQUIRE(feed(stream, everyByte, limits) == whole);
+  keygate::resp::test::checkSplitInvariance(stream,
+                                            [&](std::string_view s, std::vector<std::size_t> cuts) {
+                                              return feed(s, std::move(cuts), limits);
+                                            });
 }
 
 Outcome ok(Args args, std::string raw, std::size_t consumed) {
