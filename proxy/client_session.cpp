@@ -175,7 +175,7 @@ ClientSession::Step ClientSession::handleRequest(const resp::Request& request) {
     for (std::size_t i = 1; i < args.size() && message.size() < 256; ++i) {
       message.append("'").append(args[i].substr(0, 128)).append("' ");
     }
-    return refuse(message, raw);
+    return refuse(message);
   }
   const commands::CommandInfo* info = top;
   bool unknownSubcommand = false;
@@ -189,13 +189,13 @@ ClientSession::Step ClientSession::handleRequest(const resp::Request& request) {
     std::transform(container.begin(), container.end(), container.begin(), ::toupper);
     std::string message = "ERR unknown subcommand '";
     message.append(args[1].substr(0, 128)).append("'. Try ").append(container).append(" HELP.");
-    return refuse(message, raw);
+    return refuse(message);
   }
   if (!unknownSubcommand && !commands::arityOk(*info, args.size())) {
     WorkerStats::add(worker_.stats().commandsArityErrors);
     std::string message = "ERR wrong number of arguments for '";
     message.append(info->name).append("' command");
-    return refuse(message, raw);
+    return refuse(message);
   }
   return dispatchCommand(args, raw, *info, top);
 }
@@ -234,10 +234,9 @@ ClientSession::Step ClientSession::dispatchCommand(Args args, std::string_view r
       if (redisAnswers) {
         return refuse(
             "ERR keygate: HELLO is not supported inside MULTI or in RESP2 subscribed "
-            "mode; send it before MULTI or SUBSCRIBE",
-            raw);
+            "mode; send it before MULTI or SUBSCRIBE");
       }
-      return handleHello(args, raw);
+      return handleHello(args);
     case Special::kSelect:
       return handleSelect(args, raw);
     case Special::kClient:
@@ -310,9 +309,8 @@ ClientSession::Step ClientSession::dispatchCommand(Args args, std::string_view r
       std::string name(info.name);
       std::transform(name.begin(), name.end(), name.begin(), ::toupper);
       return refuse("UNSUPPORTED keygate: " + name +
-                        " cannot work through a proxy that shares its Redis connections; run it "
-                        "against Redis directly",
-                    raw);
+                    " cannot work through a proxy that shares its Redis connections; run it "
+                    "against Redis directly");
     }
   }
   if (dedicatedActive() ||
@@ -386,12 +384,11 @@ void ClientSession::noteRouteDone() {
   }
 }
 
-ClientSession::Step ClientSession::refuse(std::string_view error, std::string_view raw) {
+ClientSession::Step ClientSession::refuse(std::string_view error) {
   if (inMulti_) {
     // Redis marks a transaction failed when a command is refused while queueing; so must we,
     // or EXEC would run the rest. An unknown command makes Redis do exactly that, and the
     // client sees keygate's reason instead of Redis' complaint.
-    (void)raw;
     Expect expect;
     expect.kind = ExpectKind::kReplace;
     expect.replacement = "-";

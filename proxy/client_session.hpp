@@ -107,7 +107,7 @@ class ClientSession final : public ReplySink, public std::enable_shared_from_thi
   // local commands (local_commands.cpp)
   Step handlePing(Args args);
   Step handleEcho(Args args);
-  Step handleHello(Args args, std::string_view raw);
+  Step handleHello(Args args);
   Step handleClient(Args args, std::string_view raw, bool unknownSubcommand);
   Step handleSelect(Args args, std::string_view raw);
   Step handleInfo(Args args, std::string_view raw);
@@ -115,7 +115,7 @@ class ClientSession final : public ReplySink, public std::enable_shared_from_thi
   Step handleAuth(Args args, std::string_view raw);
   void writeHelloReply(int proto);
   void appendKeygateInfo(std::string& out) const;
-  Step refuse(std::string_view error, std::string_view raw);
+  Step refuse(std::string_view error);
 
   // routing
   // `tagBits` (kInfoTagBit) asks for a reply rewrite when the reply arrives.

@@ -54,13 +54,12 @@ ClientSession::Step ClientSession::handleEcho(Args args) {
 ClientSession::Step ClientSession::handleSelect(Args args, std::string_view raw) {
   long long db = 0;
   if (!parseInt(args[1], db)) {
-    return refuse("ERR value is not an integer or out of range", raw);
+    return refuse("ERR value is not an integer or out of range");
   }
   if (db != 0) {
     return refuse(
         "ERR keygate: only database 0 is available through keygate (Redis Cluster has only "
-        "database 0); use key prefixes instead of databases",
-        raw);
+        "database 0); use key prefixes instead of databases");
   }
   if (inMulti_) return forwardDedicated(raw, Expect{});
   WorkerStats::add(worker_.stats().commandsLocal);
@@ -87,8 +86,7 @@ void ClientSession::writeHelloReply(int proto) {
   resp::appendArrayHeader(scratch_, 0);
 }
 
-ClientSession::Step ClientSession::handleHello(Args args, std::string_view raw) {
-  (void)raw;
+ClientSession::Step ClientSession::handleHello(Args args) {
   int proto = proto_ == resp::Protocol::kResp3 ? 3 : 2;
   if (args.size() >= 2) {
     long long requested = 0;
