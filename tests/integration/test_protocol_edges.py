@@ -35,6 +35,25 @@ class HelloWhileBlockedTest(h.KeygateTestCase):
         self.assertEqual(c.read_raw(), b"*2\r\n$1\r\na\r\n$1\r\n1\r\n")
 
 
+class RefusedInsideMultiTest(h.KeygateTestCase):
+    def test_a_command_keygate_refuses_aborts_the_transaction(self):
+        # Redis aborts EXEC when a command is refused while queueing; keygate's own refusals
+        # (here SELECT 1 and MONITOR) must do the same, not let EXEC run the rest.
+        c = self.keygate.client(timeout=h.scaled(10))
+        self.addCleanup(c.close)
+        self.assertEqual(c.call_raw("MULTI"), b"+OK\r\n")
+        self.assertEqual(c.call_raw("SET", "multi:k", "v"), b"+QUEUED\r\n")
+        refused = c.call_raw("SELECT", "1")
+        self.assertTrue(refused.startswith(b"-ERR keygate: only database 0"), refused)
+        self.assertTrue(c.call_raw("MONITOR").startswith(b"-UNSUPPORTED"))
+        self.assertTrue(c.call_raw("EXEC").startswith(b"-EXECABORT"))
+        self.assertEqual(c.call_raw("GET", "multi:k"), b"$-1\r\n")
+        # The connection is usable and transactions work again.
+        self.assertEqual(c.call_raw("MULTI"), b"+OK\r\n")
+        self.assertEqual(c.call_raw("SET", "multi:k", "v"), b"+QUEUED\r\n")
+        self.assertEqual(c.call_raw("EXEC"), b"*1\r\n+OK\r\n")
+
+
 class SlowSubscriberTest(h.KeygateTestCase):
     keygate_config = "limits:\n  maxClientOutputBytes: 64KiB\n"
 
