@@ -7,6 +7,7 @@
 
 #include "proxy/admin_server.hpp"
 #include "proxy/listener.hpp"
+#include "proxy/version.hpp"
 
 namespace keygate::proxy {
 
@@ -59,7 +60,7 @@ int Server::run() {
   });
   startAccept();
   if (admin_) admin_->start();
-  log->info("keygate {} listening on {}, upstream {} ({} worker thread{})", "0.1.0",
+  log->info("keygate {} listening on {}, upstream {} ({} worker thread{})", kVersion,
             context_.config.listen.str(), context_.upstream.label(), workers_.size(),
             workers_.size() == 1 ? "" : "s");
   io_.run();

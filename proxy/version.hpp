@@ -1,5 +1,6 @@
 #pragma once
 
 namespace keygate::proxy {
-inline constexpr const char* kVersion = "0.1.0";
+// From project(VERSION ...) in the top-level CMakeLists.txt, the one place it is set.
+inline constexpr const char* kVersion = KEYGATE_VERSION;
 }  // namespace keygate::proxy
