@@ -130,6 +130,11 @@ std::vector<Problem> crossCheck(const Config& c,
                         "seeds are only used in cluster mode; set upstream.mode: cluster, or "
                         "remove seeds and use upstream.address"});
   }
+  if (!cluster && explicitlySet("upstream.readFrom")) {
+    problems.push_back({{"upstream.readFrom", "upstream.mode"},
+                        "readFrom chooses between a cluster master and its replicas; it needs "
+                        "upstream.mode: cluster (remove it for a standalone upstream)"});
+  }
   if (cluster && explicitlySet("upstream.address")) {
     problems.push_back({{"upstream.address", "upstream.mode"},
                         "cluster mode finds its nodes through upstream.seeds and has no use for "
@@ -253,6 +258,18 @@ constexpr Field kUpstreamFields[] = {
      [](Loader& l, const Entry& e) {
        if (auto v = l.readUint(e, 1, 64)) {
          l.config().upstream.connectionsPerWorker = static_cast<std::uint32_t>(*v);
+       }
+     }},
+    {"readFrom",
+     [](Loader& l, const Entry& e) {
+       if (auto i = l.readChoice(e, kReadFromChoices, "read preference")) {
+         l.config().upstream.readFrom = *i == 0 ? ReadFrom::kMaster : ReadFrom::kReplicaPreferred;
+       }
+     }},
+    {"topologyRefreshInterval",
+     [](Loader& l, const Entry& e) {
+       if (auto v = l.readDuration(e, milliseconds(1000), milliseconds(600000))) {
+         l.config().upstream.topologyRefreshInterval = *v;
        }
      }},
 };

@@ -22,6 +22,9 @@ struct HostPort {
 
 enum class LogFormat : std::uint8_t { kText, kJson };
 enum class UpstreamMode : std::uint8_t { kStandalone, kCluster };
+// Cluster mode: where read-only commands go. replicaPreferred reads may be stale (replication is
+// asynchronous) and are not ordered against the client's own writes.
+enum class ReadFrom : std::uint8_t { kMaster, kReplicaPreferred };
 
 struct UpstreamConfig {
   UpstreamMode mode = UpstreamMode::kStandalone;
@@ -31,6 +34,9 @@ struct UpstreamConfig {
   std::string password;                 // empty: no AUTH
   std::chrono::milliseconds connectTimeout{1000};
   std::uint32_t connectionsPerWorker = 1;  // shared, multiplexed connections per protocol
+  ReadFrom readFrom = ReadFrom::kMaster;   // cluster
+  // Cluster: slot map fetched this often (and early after MOVED or a node error).
+  std::chrono::milliseconds topologyRefreshInterval{10000};
 };
 
 struct LimitsConfig {

@@ -37,6 +37,7 @@ inline constexpr std::array<std::string_view, 7> kLogLevels = {"trace", "debug",
                                                                "error", "critical", "off"};
 inline constexpr std::array<std::string_view, 2> kLogFormats = {"text", "json"};
 inline constexpr std::array<std::string_view, 2> kUpstreamModes = {"standalone", "cluster"};
+inline constexpr std::array<std::string_view, 2> kReadFromChoices = {"master", "replicaPreferred"};
 
 // A whole decimal number: digits only, no sign, no separators.
 Parsed<std::uint64_t> parseUnsigned(std::string_view text);

@@ -124,6 +124,10 @@ std::string AdminServer::respond(std::string_view method, std::string_view targe
     if (context_.draining.load()) {
       return httpResponse(503, "Service Unavailable", "text/plain", "draining\n");
     }
+    if (!up && context_.config.upstream.mode == config::UpstreamMode::kCluster) {
+      return httpResponse(503, "Service Unavailable", "text/plain",
+                          "no cluster slot map covering all 16384 slots yet\n");
+    }
     if (!up) {
       return httpResponse(503, "Service Unavailable", "text/plain",
                           "upstream " + context_.upstream.label() + " not reachable\n");

@@ -4,7 +4,10 @@
 
 #include <algorithm>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
+#include <charconv>
+#include <random>
 
 #include "proxy/resp/reply_reader.hpp"
 #include "proxy/special_commands.hpp"
@@ -33,10 +36,72 @@ bool xreadBlocks(std::span<const std::string_view> args) {
   return false;
 }
 
+constexpr std::string_view kCrossSlotError =
+    "CROSSSLOT Keys in request don't hash to the same slot";
+
+// Replies nobody waits for (the +OK to an ASKING keygate sends before a redirected request).
+class IgnoreReply final : public ReplySink {
+ public:
+  void onReply(std::uint64_t, std::string_view) override {}
+  void onFailure(std::uint64_t, std::string_view) override {}
+};
+
+const std::shared_ptr<ReplySink>& ignoreReply() {
+  static const std::shared_ptr<ReplySink> sink = std::make_shared<IgnoreReply>();
+  return sink;
+}
+
+// A reply a cluster node sends when the request belongs elsewhere or cannot run yet.
+bool isClusterRedirect(std::string_view frame) {
+  if (frame.size() < 5 || frame[0] != '-') return false;
+  const std::string_view text = frame.substr(1);
+  return text.starts_with("MOVED ") || text.starts_with("ASK ") || text.starts_with("TRYAGAIN") ||
+         text.starts_with("CLUSTERDOWN");
+}
+
+bool sameNode(const UpstreamConnection& conn, const ClusterNode& node) {
+  return conn.settings().port == node.port && conn.settings().host == node.host;
+}
+
 }  // namespace
 
+// One multi-part request in cluster mode (a multi-key command split by slot, or a keyless one
+// sent to every master): the parts' replies are merged into the client's one slot.
+class ClientSession::Fanout final : public ReplySink, public std::enable_shared_from_this<Fanout> {
+ public:
+  struct Part {
+    std::string request;  // kept for redirects (split parts only)
+    std::uint16_t keySlot = 0;
+    std::uint8_t redirects = 0;
+    bool byNode = false;  // sent to one named master: never redirected
+  };
+
+  Fanout(std::shared_ptr<ClientSession> owner, std::uint64_t clientSeq, ReplyMerger merge)
+      : session(std::move(owner)), seq(clientSeq), merger(std::move(merge)) {}
+
+  void onReply(std::uint64_t tag, std::string_view frame) override {
+    session->onPartReply(shared_from_this(), tag, frame);
+  }
+  void onFailure(std::uint64_t tag, std::string_view reason) override {
+    if (session->closed_) return;
+    WorkerStats::add(session->worker_.stats().upstreamErrorsReplied);
+    session->onPartReply(shared_from_this(), tag, "-" + session->upstreamError(reason) + "\r\n");
+  }
+
+  std::shared_ptr<ClientSession> session;
+  std::uint64_t seq;
+  ReplyMerger merger;
+  std::vector<Part> parts;
+};
+
 ClientSession::ClientSession(Worker& worker, asio::ip::tcp::socket socket, std::uint64_t id)
-    : worker_(worker), socket_(std::move(socket)), id_(id), in_(0), parser_(worker.limits()) {
+    : worker_(worker),
+      socket_(std::move(socket)),
+      id_(id),
+      in_(0),
+      parser_(worker.limits()),
+      cluster_(worker.clusterMode()),
+      keylessSlot_(static_cast<std::uint16_t>(id % kClusterSlots)) {
   peer_ = endpointText(socket_, true);
   local_ = endpointText(socket_, false);
 }
@@ -256,6 +321,20 @@ ClientSession::Step ClientSession::dispatchCommand(Args args, std::string_view r
       if (inMulti_) break;
       return handleAuth(args, raw);
     case Special::kMulti: {
+      if (cluster_ && inMulti_ && multiDeferred_) {
+        replyError("ERR MULTI calls can not be nested");
+        return Step::kNext;
+      }
+      if (cluster_ && !inMulti_ && !dedicatedActive()) {
+        // The transaction's node is the one of its first key: MULTI goes out with the first
+        // command. Answering it now claims nothing Redis would not say.
+        WorkerStats::add(worker_.stats().commandsLocal);
+        replyLocal("+OK\r\n");
+        inMulti_ = true;
+        multiDeferred_ = true;
+        txSlot_ = -1;
+        return Step::kNext;
+      }
       const Step step = forwardDedicated(raw, Expect{});
       if (step == Step::kNext) inMulti_ = true;
       return step;
@@ -263,23 +342,39 @@ ClientSession::Step ClientSession::dispatchCommand(Args args, std::string_view r
     case Special::kExec:
     case Special::kDiscard: {
       if (!inMulti_ && !dedicatedActive()) break;  // Redis answers "without MULTI"
+      if (multiDeferred_) {
+        // Nothing was queued, so Redis never saw the MULTI: answer as it would have.
+        WorkerStats::add(worker_.stats().commandsLocal);
+        replyLocal(special == Special::kExec ? "*0\r\n" : "+OK\r\n");
+        inMulti_ = multiDeferred_ = watching_ = false;
+        txSlot_ = -1;
+        return Step::kNext;
+      }
       const bool wasMulti = inMulti_;
       const Step step = forwardDedicated(raw, Expect{});
       if (step == Step::kNext && wasMulti) {
         inMulti_ = false;
         watching_ = false;
+        txSlot_ = -1;
       }
       return step;
     }
     case Special::kWatch: {
+      if (cluster_) return clusterWatch(args, raw, info);
       const Step step = forwardDedicated(raw, Expect{});
       if (step == Step::kNext && !inMulti_) watching_ = true;
       return step;
     }
     case Special::kUnwatch: {
-      if (!dedicatedActive() && !(route_ == dedicated_.get() && routeInflight_ > 0)) break;
+      if (!dedicatedActive() && !(routeKind_ == RouteKind::kDedicated && routeInflight_ > 0)) {
+        break;
+      }
+      if (cluster_ && inMulti_) break;
       const Step step = forwardDedicated(raw, Expect{});
-      if (step == Step::kNext && !inMulti_) watching_ = false;
+      if (step == Step::kNext && !inMulti_) {
+        watching_ = false;
+        txSlot_ = -1;
+      }
       return step;
     }
     case Special::kSubscribe:
@@ -288,6 +383,7 @@ ClientSession::Step ClientSession::dispatchCommand(Args args, std::string_view r
     case Special::kUnsubscribe:
     case Special::kPunsubscribe:
     case Special::kSunsubscribe: {
+      if (cluster_ && inMulti_) break;
       Expect expect;
       if (!inMulti_) {
         const bool all = args.size() == 1;
@@ -298,11 +394,28 @@ ClientSession::Step ClientSession::dispatchCommand(Args args, std::string_view r
             : (special == Special::kSsubscribe || special == Special::kSunsubscribe) ? 's'
                                                                                      : 'c';
       }
-      const Step step = forwardDedicated(raw, std::move(expect));
-      return step;
+      const ClusterNode* node = nullptr;
+      if (cluster_ && special == Special::kSsubscribe) {
+        // Shard channels live on their slot's master.
+        std::uint16_t slot = 0;
+        bool hasKeys = false;
+        if (!commonSlot(info, args, keys_, &slot, &hasKeys)) return refuseCrossSlot();
+        if (hasKeys) {
+          node = masterOf(slot);
+          if (node == nullptr) {
+            replyError(clusterDownError());
+            return Step::kNext;
+          }
+        }
+      }
+      return forwardDedicated(raw, std::move(expect), node);
     }
     case Special::kBlocking:
       if ((info.name == "xread" || info.name == "xreadgroup") && !xreadBlocks(args)) break;
+      if (cluster_) {
+        if (inMulti_) break;
+        return clusterBlocking(args, raw, info);
+      }
       return forwardDedicated(raw, Expect{});
     case Special::kUnsupported: {
       WorkerStats::add(worker_.stats().commandsUnsupported);
@@ -313,57 +426,97 @@ ClientSession::Step ClientSession::dispatchCommand(Args args, std::string_view r
                     "against Redis directly");
     }
   }
-  if (dedicatedActive() ||
-      (routeInflight_ > 0 && route_ != nullptr && route_ == dedicated_.get())) {
+  if (cluster_) return dispatchCluster(args, raw, info);
+  if (dedicatedActive() || (routeInflight_ > 0 && routeKind_ == RouteKind::kDedicated)) {
     return forwardDedicated(raw, Expect{});
   }
   return forwardShared(raw);
 }
 
+bool ClientSession::sharedRouteBlocked() const {
+  return routeInflight_ > 0 && (routeKind_ != RouteKind::kShared ||
+                                routeEpoch_ != worker_.routeEpoch() || routeProto_ != proto_);
+}
+
+void ClientSession::noteSharedSend() {
+  routeKind_ = RouteKind::kShared;
+  routeEpoch_ = worker_.routeEpoch();
+  routeProto_ = proto_;
+  ++routeInflight_;
+}
+
 ClientSession::Step ClientSession::forwardShared(std::string_view raw, std::uint64_t tagBits) {
+  if (cluster_) return sendToSlot(raw, keylessSlot_, tagBits, false);
+  if (sharedRouteBlocked()) return Step::kWaitRoute;
   UpstreamConnection& conn = worker_.sharedUpstream(proto_, id_);
-  if (routeInflight_ > 0 && route_ != &conn) return Step::kWaitRoute;
   if (conn.failed()) {
     WorkerStats::add(worker_.stats().upstreamErrorsReplied);
     replyError(upstreamError(conn.lastError()));
     return Step::kNext;
   }
   const std::uint64_t seq = pushSlot();
-  route_ = &conn;
-  ++routeInflight_;
+  noteSharedSend();
   conn.send(raw, shared_from_this(), seq | tagBits);
   return Step::kNext;
 }
 
-ClientSession::Step ClientSession::forwardDedicated(std::string_view raw, Expect expect) {
-  if (routeInflight_ > 0 && (dedicated_ == nullptr || route_ != dedicated_.get())) {
+ClientSession::Step ClientSession::forwardDedicated(std::string_view raw, Expect expect,
+                                                    const ClusterNode* node) {
+  if (routeInflight_ > 0 && (dedicated_ == nullptr || routeKind_ != RouteKind::kDedicated)) {
     return Step::kWaitRoute;
   }
-  UpstreamConnection* conn = ensureDedicated();
+  if (cluster_ && node != nullptr && dedicated_ && !sameNode(*dedicated_, *node)) {
+    if (dedicatedActive() && !multiDeferred_) {
+      replyError(
+          "ERR keygate: this connection holds a WATCH, transaction or subscription on another "
+          "cluster node; finish it first (keys of one transaction or watch share one slot)");
+      return Step::kNext;
+    }
+    if (!expects_.empty()) return Step::kWaitRoute;  // the other node answers first
+  }
+  UpstreamConnection* conn = ensureDedicated(node);
   if (conn == nullptr) {
-    WorkerStats::add(worker_.stats().upstreamErrorsReplied);
-    replyError(upstreamError(dedicated_ ? dedicated_->lastError() : "cannot connect"));
-    dropDedicated();
+    if (cluster_ && !dedicated_) {
+      replyError(clusterDownError());
+    } else {
+      WorkerStats::add(worker_.stats().upstreamErrorsReplied);
+      replyError(upstreamError(dedicated_ ? dedicated_->lastError() : "cannot connect"));
+      dropDedicated();
+    }
     return Step::kNext;
+  }
+  if (multiDeferred_) {
+    // The MULTI the client was told OK for goes first; its own +OK was already given.
+    multiDeferred_ = false;
+    Expect swallow;
+    swallow.kind = ExpectKind::kSwallow;
+    expects_.push_back(std::move(swallow));
+    conn->sendStream("*1\r\n$5\r\nMULTI\r\n");
   }
   expect.seq = pushSlot();
   if (expect.kind == ExpectKind::kFrames || expect.kind == ExpectKind::kUnsubscribeAll) {
     ++pubsubExpects_;
   }
   expects_.push_back(std::move(expect));
-  route_ = conn;
+  routeKind_ = RouteKind::kDedicated;
   ++routeInflight_;
   conn->sendStream(raw);
   return Step::kNext;
 }
 
-UpstreamConnection* ClientSession::ensureDedicated() {
-  if (dedicated_ && (dedicated_->failed() || dedicated_->protocol() != proto_) &&
-      expects_.empty()) {
+UpstreamConnection* ClientSession::ensureDedicated(const ClusterNode* node) {
+  if (dedicated_ && expects_.empty() &&
+      (dedicated_->failed() || dedicated_->protocol() != proto_ ||
+       (cluster_ && node != nullptr && !sameNode(*dedicated_, *node)))) {
     dropDedicated();
   }
   if (!dedicated_) {
-    dedicated_ = worker_.openDedicated(proto_);
+    const ClusterNode* target = nullptr;
+    if (cluster_) {
+      target = node != nullptr ? node : masterOf(keylessSlot_);
+      if (target == nullptr) return nullptr;  // no slot map yet
+    }
+    dedicated_ = worker_.openDedicated(proto_, target);
     dedicated_->setOwner(this);
   }
   return dedicated_->failed() ? nullptr : dedicated_.get();
@@ -382,6 +535,13 @@ void ClientSession::noteRouteDone() {
     waitingRoute_ = false;
     maybeResume();
   }
+}
+
+void ClientSession::clearConnectionState() {
+  inMulti_ = watching_ = multiDeferred_ = false;
+  txSlot_ = -1;
+  channels_ = patterns_ = shardChannels_ = 0;
+  pubsubExpects_ = 0;
 }
 
 ClientSession::Step ClientSession::refuse(std::string_view error) {
@@ -403,24 +563,356 @@ ClientSession::Step ClientSession::refuse(std::string_view error) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Cluster mode
+
+const ClusterNode* ClientSession::masterOf(std::uint16_t slot) const {
+  const SlotMap* map = worker_.slotMap();
+  return map == nullptr ? nullptr : map->masterFor(slot);
+}
+
+std::string ClientSession::clusterDownError() const {
+  if (worker_.slotMap() == nullptr) {
+    return "CLUSTERDOWN keygate: no cluster slot map yet (no seed node has answered)";
+  }
+  return "CLUSTERDOWN Hash slot not served";
+}
+
+ClientSession::Step ClientSession::refuseCrossSlot() {
+  WorkerStats::add(worker_.stats().clusterCrossSlot);
+  return refuse(kCrossSlotError);
+}
+
+ClientSession::Step ClientSession::dispatchCluster(Args args, std::string_view raw,
+                                                   const commands::CommandInfo& info) {
+  if (inMulti_) return forwardInTransaction(args, raw, info);
+  const bool subscribed = pubsubExpects_ > 0 || (channels_ + patterns_ + shardChannels_) > 0;
+  // RESP2 subscribed mode: Redis answers (mostly refuses) on the subscribed connection. A
+  // RESP3 subscriber, or a client holding only a WATCH, sends other commands the usual way.
+  if (subscribed && proto_ == resp::Protocol::kResp2) return forwardDedicated(raw, Expect{});
+  return forwardCluster(args, raw, info);
+}
+
+ClientSession::Step ClientSession::forwardCluster(Args args, std::string_view raw,
+                                                  const commands::CommandInfo& info) {
+  const ClusterRouting routing = routeInCluster(info, args, keys_);
+  switch (routing.route) {
+    case ClusterRoute::kSlot: {
+      const bool replica =
+          worker_.context().config.upstream.readFrom == config::ReadFrom::kReplicaPreferred &&
+          info.has(commands::kRead) && !info.has(commands::kWrite);
+      return sendToSlot(raw, routing.slot, 0, replica);
+    }
+    case ClusterRoute::kKeyless:
+      return sendToSlot(raw, keylessSlot_, 0, false);
+    case ClusterRoute::kRandom: {
+      thread_local std::minstd_rand random(std::random_device{}());
+      return sendToSlot(raw, static_cast<std::uint16_t>(random() % kClusterSlots), 0, false);
+    }
+    case ClusterRoute::kCrossSlot:
+      return refuseCrossSlot();
+    case ClusterRoute::kSplit:
+      return forwardSplit(args, routing.merge);
+    case ClusterRoute::kAllMasters:
+      return forwardAllMasters(raw, routing.merge);
+    case ClusterRoute::kScan:
+      return forwardScan(args);
+  }
+  return refuseCrossSlot();
+}
+
+ClientSession::Step ClientSession::forwardInTransaction(Args args, std::string_view raw,
+                                                        const commands::CommandInfo& info) {
+  // All keys of a transaction live in one slot, as Redis Cluster requires of MULTI/EXEC.
+  std::uint16_t slot = 0;
+  bool hasKeys = false;
+  if (!commonSlot(info, args, keys_, &slot, &hasKeys)) return refuseCrossSlot();
+  const ClusterNode* node = nullptr;
+  if (hasKeys) {
+    if (txSlot_ >= 0 && slot != static_cast<std::uint16_t>(txSlot_)) return refuseCrossSlot();
+    node = masterOf(slot);
+    if (node == nullptr) return refuse(clusterDownError());
+    if (!multiDeferred_ && dedicated_ && !sameNode(*dedicated_, *node)) return refuseCrossSlot();
+    txSlot_ = slot;
+  }
+  return forwardDedicated(raw, Expect{}, node);
+}
+
+ClientSession::Step ClientSession::clusterWatch(Args args, std::string_view raw,
+                                                const commands::CommandInfo& info) {
+  if (inMulti_) return forwardInTransaction(args, raw, info);  // Redis answers its error
+  std::uint16_t slot = 0;
+  bool hasKeys = false;
+  if (!commonSlot(info, args, keys_, &slot, &hasKeys)) return refuseCrossSlot();
+  if (watching_ && txSlot_ >= 0 && slot != static_cast<std::uint16_t>(txSlot_)) {
+    return refuseCrossSlot();
+  }
+  const ClusterNode* node = masterOf(slot);
+  if (node == nullptr) {
+    replyError(clusterDownError());
+    return Step::kNext;
+  }
+  const Step step = forwardDedicated(raw, Expect{}, node);
+  if (step == Step::kNext && dedicated_) {
+    watching_ = true;
+    txSlot_ = slot;
+  }
+  return step;
+}
+
+ClientSession::Step ClientSession::clusterBlocking(Args args, std::string_view raw,
+                                                   const commands::CommandInfo& info) {
+  std::uint16_t slot = 0;
+  bool hasKeys = false;
+  if (!commonSlot(info, args, keys_, &slot, &hasKeys)) return refuseCrossSlot();
+  const ClusterNode* node = nullptr;
+  if (hasKeys) {
+    node = masterOf(slot);
+    if (node == nullptr) {
+      replyError(clusterDownError());
+      return Step::kNext;
+    }
+  }
+  return forwardDedicated(raw, Expect{}, node);
+}
+
+ClientSession::Step ClientSession::sendToSlot(std::string_view raw, std::uint16_t slot,
+                                              std::uint64_t tagBits, bool replica) {
+  if (sharedRouteBlocked()) return Step::kWaitRoute;
+  UpstreamConnection* conn = replica ? worker_.replicaUpstream(slot, proto_, id_) : nullptr;
+  if (conn == nullptr) conn = worker_.masterUpstream(slot, proto_, id_);
+  if (conn == nullptr) {
+    replyError(clusterDownError());
+    return Step::kNext;
+  }
+  if (conn->failed()) {
+    WorkerStats::add(worker_.stats().upstreamErrorsReplied);
+    replyError(upstreamError(conn->lastError()));
+    return Step::kNext;
+  }
+  const std::uint64_t seq = pushSlot();
+  Slot& s = slots_.back();
+  s.keySlot = slot;
+  s.request.assign(raw);
+  noteSharedSend();
+  conn->send(raw, shared_from_this(), seq | tagBits);
+  return Step::kNext;
+}
+
+ClientSession::Step ClientSession::forwardSplit(Args args, MergeKind merge) {
+  if (sharedRouteBlocked()) return Step::kWaitRoute;
+  if (worker_.slotMap() == nullptr) {
+    replyError(clusterDownError());
+    return Step::kNext;
+  }
+  WorkerStats::add(worker_.stats().clusterSplits);
+  SplitPlan plan = splitBySlot(merge, args, &keyHashSlot);
+  const std::uint64_t seq = pushSlot();
+  auto fan = std::make_shared<Fanout>(shared_from_this(), seq, ReplyMerger(plan));
+  fan->parts.resize(plan.parts.size());
+  for (std::size_t i = 0; i < plan.parts.size(); ++i) {
+    fan->parts[i].request = std::move(plan.parts[i].request);
+    fan->parts[i].keySlot = plan.parts[i].slot;
+  }
+  noteSharedSend();
+  const std::shared_ptr<ReplySink> sink = fan;
+  for (std::size_t i = 0; i < fan->parts.size(); ++i)
+    resend(fan->parts[i].request, fan->parts[i].keySlot, sink, i);
+  return Step::kNext;
+}
+
+ClientSession::Step ClientSession::forwardAllMasters(std::string_view raw, MergeKind merge) {
+  if (sharedRouteBlocked()) return Step::kWaitRoute;
+  const SlotMap* map = worker_.slotMap();
+  if (map == nullptr) {
+    replyError(clusterDownError());
+    return Step::kNext;
+  }
+  WorkerStats::add(worker_.stats().clusterFanouts);
+  const auto masters = map->masters();  // a copy: sending may not change it, but be sure
+  const std::uint64_t seq = pushSlot();
+  auto fan = std::make_shared<Fanout>(shared_from_this(), seq, ReplyMerger(merge, masters.size()));
+  fan->parts.resize(masters.size());
+  for (auto& part : fan->parts)
+    part.byNode = true;
+  noteSharedSend();
+  const std::shared_ptr<ReplySink> sink = fan;
+  for (std::size_t i = 0; i < masters.size(); ++i)
+    worker_.nodeUpstream(masters[i], proto_, id_).send(raw, sink, i);
+  return Step::kNext;
+}
+
+ClientSession::Step ClientSession::forwardScan(Args args) {
+  if (sharedRouteBlocked()) return Step::kWaitRoute;
+  const SlotMap* map = worker_.slotMap();
+  if (map == nullptr) {
+    replyError(clusterDownError());
+    return Step::kNext;
+  }
+  std::uint64_t cursor = 0;
+  const auto text = args[1];
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), cursor);
+  if (ec != std::errc() || end != text.data() + text.size()) {
+    replyError("ERR invalid cursor");
+    return Step::kNext;
+  }
+  const auto& order = worker_.scanOrder();
+  const std::uint64_t position = cursor >> kScanNodeShift;
+  if (position >= order.size()) {
+    // A cursor from before the cluster shrank: the scan is over.
+    replyLocal(proto_ == resp::Protocol::kResp3 ? "*2\r\n$1\r\n0\r\n*0\r\n"
+                                                : "*2\r\n$1\r\n0\r\n*0\r\n");
+    return Step::kNext;
+  }
+  std::vector<std::string_view> nodeArgs(args.begin(), args.end());
+  const std::string nodeCursor = std::to_string(cursor & kScanCursorMask);
+  nodeArgs[1] = nodeCursor;
+  std::string request;
+  resp::appendCommand(request, nodeArgs);
+  const ClusterNode node = map->masters()[order[position]];
+  UpstreamConnection& conn = worker_.nodeUpstream(node, proto_, id_);
+  if (conn.failed()) {
+    WorkerStats::add(worker_.stats().upstreamErrorsReplied);
+    replyError(upstreamError(conn.lastError()));
+    return Step::kNext;
+  }
+  const std::uint64_t seq = pushSlot();
+  slots_.back().scanNode = static_cast<std::uint8_t>(position);
+  noteSharedSend();
+  conn.send(request, shared_from_this(), seq | kScanTagBit);
+  return Step::kNext;
+}
+
+std::string ClientSession::rewriteScanReply(std::uint8_t position, std::string_view frame) const {
+  resp::ReplyReader reader(frame);
+  auto header = reader.next();
+  if (!header || header->type != '*' || header->integer != 2) return std::string(frame);
+  auto cursorItem = reader.next();
+  if (!cursorItem || cursorItem->type != '$') return std::string(frame);
+  const std::string_view rest = frame.substr(reader.offset());
+  std::uint64_t nodeCursor = 0;
+  const auto text = cursorItem->text;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), nodeCursor);
+  if (ec != std::errc() || end != text.data() + text.size() || nodeCursor > kScanCursorMask) {
+    return "-ERR keygate: a cluster node answered SCAN with a cursor keygate cannot carry\r\n";
+  }
+  std::uint64_t next = 0;
+  if (nodeCursor != 0) {
+    next = (std::uint64_t{position} << kScanNodeShift) | nodeCursor;
+  } else if (position + 1u < worker_.scanOrder().size()) {
+    next = std::uint64_t{position + 1u} << kScanNodeShift;  // this master is done: the next
+  }
+  std::string out = "*2\r\n";
+  resp::appendBulk(out, std::to_string(next));
+  out.append(rest);
+  return out;
+}
+
+bool ClientSession::followRedirect(std::string_view frame, std::string_view request,
+                                   std::uint16_t keySlot, std::uint8_t& redirects,
+                                   const std::shared_ptr<ReplySink>& sink, std::uint64_t tag) {
+  if (redirects >= kMaxRedirects) {
+    WorkerStats::add(worker_.stats().clusterRedirectsExhausted);
+    return false;
+  }
+  ++redirects;
+  if (auto redirect = parseRedirect(frame)) {
+    ClusterNode node = redirect->node;
+    if (node.host.empty()) {
+      // `:port`: the node does not know its address; it shares the host of the one we asked.
+      const ClusterNode* current = masterOf(keySlot);
+      node.host = current != nullptr ? current->host : worker_.context().upstream.host;
+    }
+    UpstreamConnection& conn = worker_.nodeUpstream(node, proto_, id_);
+    if (redirect->kind == Redirect::Kind::kMoved) {
+      worker_.noteMoved(redirect->slot, node);
+    } else {
+      WorkerStats::add(worker_.stats().clusterAsk);
+      // ASKING applies to the next command on the connection: nothing can come in between.
+      conn.send("*1\r\n$6\r\nASKING\r\n", ignoreReply(), 0);
+    }
+    conn.send(request, sink, tag);
+    return true;
+  }
+  // TRYAGAIN (a multi-key request during a migration) or CLUSTERDOWN (a failover in progress):
+  // the same request again after a short, growing pause.
+  WorkerStats::add(worker_.stats().clusterRetries);
+  auto timer = std::make_shared<asio::steady_timer>(worker_.io());
+  timer->expires_after(std::chrono::milliseconds(25) * (1 << (redirects - 1)));
+  timer->async_wait([self = shared_from_this(), timer, request = std::string(request), keySlot,
+                     sink, tag](const boost::system::error_code& ec) {
+    if (ec || self->closed_) return;
+    self->resend(request, keySlot, sink, tag);
+  });
+  return true;
+}
+
+void ClientSession::resend(std::string_view request, std::uint16_t keySlot,
+                           const std::shared_ptr<ReplySink>& sink, std::uint64_t tag) {
+  UpstreamConnection* conn = worker_.masterUpstream(keySlot, proto_, id_);
+  if (conn == nullptr) {
+    sink->onFailure(tag, "no cluster node serves the slot");
+    return;
+  }
+  conn->send(request, sink, tag);
+}
+
+void ClientSession::onPartReply(const std::shared_ptr<Fanout>& fan, std::uint64_t index,
+                                std::string_view frame) {
+  if (closed_ || index >= fan->parts.size()) return;
+  auto& part = fan->parts[index];
+  if (!part.byNode && isClusterRedirect(frame) &&
+      followRedirect(frame, part.request, part.keySlot, part.redirects, fan, index)) {
+    return;
+  }
+  if (!fan->merger.add(index, frame)) return;
+  completeSlot(fan->seq, fan->merger.result());
+  noteRouteDone();
+  markDirty();
+  maybeResume();
+}
+
+// ---------------------------------------------------------------------------------------------
 // Replies from upstream
 
 void ClientSession::onReply(std::uint64_t tag, std::string_view frame) {
   if (closed_) return;
   if (tag == kStreamTag) {
     onDedicatedFrame(frame);
-  } else if ((tag & kInfoTagBit) != 0) {
-    completeSlot(tag & ~kInfoTagBit, rewriteInfoReply(frame));
-    noteRouteDone();
   } else {
-    completeSlot(tag, frame);
+    const std::uint64_t seq = tag & ~kTagBits;
+    if (cluster_ && isClusterRedirect(frame)) {
+      Slot* slot = findSlot(seq);
+      if (slot != nullptr && !slot->request.empty() &&
+          followRedirect(frame, slot->request, slot->keySlot, slot->redirects, shared_from_this(),
+                         tag)) {
+        return;  // the answer comes from the node the request was sent on to
+      }
+    }
+    if ((tag & kInfoTagBit) != 0) {
+      completeSlot(seq, rewriteInfoReply(frame));
+    } else if ((tag & kScanTagBit) != 0) {
+      Slot* slot = findSlot(seq);
+      completeSlot(seq,
+                   slot != nullptr ? rewriteScanReply(slot->scanNode, frame) : std::string(frame));
+    } else {
+      completeSlot(seq, frame);
+    }
     noteRouteDone();
   }
+  markDirty();
+  maybeResume();
+}
+
+void ClientSession::markDirty() {
   if (!dirty_) {
     dirty_ = true;
     worker_.markDirty(shared_from_this());
   }
-  maybeResume();
+}
+
+ClientSession::Slot* ClientSession::findSlot(std::uint64_t seq) {
+  if (seq < headSeq_ || seq - headSeq_ >= slots_.size()) return nullptr;
+  return &slots_[seq - headSeq_];
 }
 
 void ClientSession::onFailure(std::uint64_t tag, std::string_view reason) {
@@ -428,7 +920,7 @@ void ClientSession::onFailure(std::uint64_t tag, std::string_view reason) {
   WorkerStats::add(worker_.stats().upstreamErrorsReplied);
   const std::string error = "-" + upstreamError(reason) + "\r\n";
   if (tag != kStreamTag) {
-    completeSlot(tag & ~kInfoTagBit, error);
+    completeSlot(tag & ~kTagBits, error);
     noteRouteDone();
   } else {
     // The dedicated connection is gone, and with it any transaction, watch or subscription.
@@ -436,12 +928,11 @@ void ClientSession::onFailure(std::uint64_t tag, std::string_view reason) {
     auto pending = std::move(expects_);
     expects_.clear();
     for (auto& e : pending) {
+      if (e.kind == ExpectKind::kSwallow) continue;
       completeSlot(e.seq, error);
       noteRouteDone();
     }
-    pubsubExpects_ = 0;
-    inMulti_ = watching_ = false;
-    channels_ = patterns_ = shardChannels_ = 0;
+    clearConnectionState();
     resetPending_ = false;
     if (dedicated_) dedicated_->setOwner(nullptr);
     dedicated_.reset();
@@ -451,10 +942,7 @@ void ClientSession::onFailure(std::uint64_t tag, std::string_view reason) {
       closing_ = true;
     }
   }
-  if (!dirty_) {
-    dirty_ = true;
-    worker_.markDirty(shared_from_this());
-  }
+  markDirty();
   if (closing_) {
     finishIfDone();
   } else {
@@ -528,6 +1016,14 @@ void ClientSession::onDedicatedFrame(std::string_view frame) {
   }
   Expect& e = expects_.front();
   const bool isError = !frame.empty() && (frame[0] == '-' || frame[0] == '!');
+  if (e.kind == ExpectKind::kSwallow) {
+    if (isError) {
+      spdlog::get("client")->warn("client {}: Redis refused the transaction's MULTI: {}", id_,
+                                  frame.substr(1, frame.size() > 3 ? frame.size() - 3 : 0));
+    }
+    expects_.pop_front();
+    return;
+  }
   std::string_view answer;
   bool done = true;
   switch (e.kind) {
@@ -573,6 +1069,7 @@ void ClientSession::onDedicatedFrame(std::string_view frame) {
       }
       break;
     case ExpectKind::kReset:
+    case ExpectKind::kSwallow:
       answer = frame;
       break;
   }
@@ -584,9 +1081,7 @@ void ClientSession::onDedicatedFrame(std::string_view frame) {
   if (kind == ExpectKind::kFrames || kind == ExpectKind::kUnsubscribeAll) --pubsubExpects_;
   if (kind == ExpectKind::kReset) {
     resetPending_ = false;
-    inMulti_ = watching_ = false;
-    channels_ = patterns_ = shardChannels_ = 0;
-    pubsubExpects_ = 0;
+    clearConnectionState();
     dropDedicated();
     routeInflight_ = 1;  // noteRouteDone below brings it to zero
   }
@@ -595,7 +1090,8 @@ void ClientSession::onDedicatedFrame(std::string_view frame) {
 
 std::string ClientSession::upstreamError(std::string_view reason) const {
   std::string message = "UNAVAILABLE keygate: Redis at ";
-  message.append(worker_.context().upstream.label());
+  // Cluster: the reason names the node (UpstreamSettings::labelErrors).
+  message.append(cluster_ ? std::string("a cluster node") : worker_.context().upstream.label());
   message.append(" is unavailable (");
   message.append(reason);
   message.append(")");
@@ -618,6 +1114,7 @@ void ClientSession::completeSlot(std::uint64_t seq, std::string_view bytes) {
     Slot& slot = slots_[index];
     slot.data.assign(bytes);
     slot.ready = true;
+    if (!slot.request.empty()) std::string().swap(slot.request);
     storedBytes_ += slot.data.size();
     return;
   }

@@ -27,9 +27,11 @@
 #include <string_view>
 
 #include "proxy/byte_buffer.hpp"
+#include "proxy/cluster_routing.hpp"
 #include "proxy/commands/command_table.hpp"
 #include "proxy/resp/reply_writer.hpp"
 #include "proxy/resp/request_parser.hpp"
+#include "proxy/slot_map.hpp"
 #include "proxy/upstream_connection.hpp"
 
 namespace keygate::proxy {
@@ -56,8 +58,15 @@ class ClientSession final : public ReplySink, public std::enable_shared_from_thi
 
  private:
   using Args = std::span<const std::string_view>;
-  // Shared-connection tags carry the slot sequence; this bit asks for the INFO rewrite.
+  // Shared-connection tags carry the slot sequence; these bits ask for a reply rewrite.
   static constexpr std::uint64_t kInfoTagBit = std::uint64_t{1} << 62;
+  static constexpr std::uint64_t kScanTagBit = std::uint64_t{1} << 61;  // cluster SCAN cursor
+  static constexpr std::uint64_t kTagBits = kInfoTagBit | kScanTagBit;
+  // Cluster: MOVED / ASK / TRYAGAIN / CLUSTERDOWN followed per request before the error is
+  // passed on.
+  static constexpr std::uint8_t kMaxRedirects = 5;
+
+  class Fanout;
 
   // What handling a request decided.
   enum class Step : std::uint8_t {
@@ -76,12 +85,20 @@ class ClientSession final : public ReplySink, public std::enable_shared_from_thi
     kAuth,            // AUTH reply, passed through; on +OK the session is authenticated
     kReplace,         // one frame, answered with `replacement` instead
     kReset,           // RESET's reply; then the dedicated connection is released
+    kSwallow,         // cluster: the reply to a MULTI keygate sent late; no client slot
   };
 
   struct Slot {
     bool ready = false;
-    std::string data;
+    std::uint8_t redirects = 0;  // cluster: redirects and retries followed so far
+    std::uint8_t scanNode = 0;   // cluster SCAN: position in scan order of the master asked
+    std::uint16_t keySlot = 0;   // cluster: the hash slot the request was routed by
+    std::string data;            // the reply, once ready
+    std::string request;         // cluster: the request, kept until answered (for redirects)
   };
+
+  // Which kind of upstream connection the client's in-flight requests are on.
+  enum class RouteKind : std::uint8_t { kNone, kShared, kDedicated };
 
   struct Expect {
     std::uint64_t seq = 0;
@@ -118,16 +135,44 @@ class ClientSession final : public ReplySink, public std::enable_shared_from_thi
   Step refuse(std::string_view error);
 
   // routing
+  // A keyless request on a shared connection (cluster: the session's keyless master).
   // `tagBits` (kInfoTagBit) asks for a reply rewrite when the reply arrives.
   Step forwardShared(std::string_view raw, std::uint64_t tagBits = 0);
-  Step forwardDedicated(std::string_view raw, Expect expect);
+  // `node` (cluster): the node the dedicated connection must reach; null: the one it has, or the
+  // session's keyless master.
+  Step forwardDedicated(std::string_view raw, Expect expect, const ClusterNode* node = nullptr);
   bool dedicatedActive() const;
-  UpstreamConnection* ensureDedicated();
+  bool sharedRouteBlocked() const;
+  void noteSharedSend();
+  UpstreamConnection* ensureDedicated(const ClusterNode* node);
   void dropDedicated();
   void onDedicatedFrame(std::string_view frame);
   bool isPubsubMessage(std::string_view frame, bool* confirmation);
   void trackConfirmation(std::string_view frame);
   void noteRouteDone();
+  void clearConnectionState();
+
+  // cluster mode (cluster_routing.hpp says where each command goes)
+  Step dispatchCluster(Args args, std::string_view raw, const commands::CommandInfo& info);
+  Step forwardCluster(Args args, std::string_view raw, const commands::CommandInfo& info);
+  Step forwardInTransaction(Args args, std::string_view raw, const commands::CommandInfo& info);
+  Step clusterWatch(Args args, std::string_view raw, const commands::CommandInfo& info);
+  Step clusterBlocking(Args args, std::string_view raw, const commands::CommandInfo& info);
+  Step sendToSlot(std::string_view raw, std::uint16_t slot, std::uint64_t tagBits, bool replica);
+  Step forwardSplit(Args args, MergeKind merge);
+  Step forwardAllMasters(std::string_view raw, MergeKind merge);
+  Step forwardScan(Args args);
+  Step refuseCrossSlot();
+  const ClusterNode* masterOf(std::uint16_t slot) const;
+  bool followRedirect(std::string_view frame, std::string_view request, std::uint16_t keySlot,
+                      std::uint8_t& redirects, const std::shared_ptr<ReplySink>& sink,
+                      std::uint64_t tag);
+  void resend(std::string_view request, std::uint16_t keySlot,
+              const std::shared_ptr<ReplySink>& sink, std::uint64_t tag);
+  void onPartReply(const std::shared_ptr<Fanout>& fan, std::uint64_t index, std::string_view frame);
+  std::string rewriteScanReply(std::uint8_t node, std::string_view frame) const;
+  Slot* findSlot(std::uint64_t seq);
+  void markDirty();
 
   // replies
   std::uint64_t pushSlot();
@@ -140,6 +185,7 @@ class ClientSession final : public ReplySink, public std::enable_shared_from_thi
   void finishIfDone();
   std::string rewriteInfoReply(std::string_view frame) const;
   std::string upstreamError(std::string_view reason) const;
+  std::string clusterDownError() const;
 
   Worker& worker_;
   asio::ip::tcp::socket socket_;
@@ -166,10 +212,21 @@ class ClientSession final : public ReplySink, public std::enable_shared_from_thi
   bool closed_ = false;
   bool dirty_ = false;
 
-  // The upstream connection this client's in-flight requests are on, and how many.
-  const void* route_ = nullptr;
+  // What this client's in-flight requests are on, and how many. Shared requests keep their
+  // order per slot as long as the worker's routing (epoch) and the protocol stay the same;
+  // when either changes, or between shared and dedicated, new requests wait for the old ones.
+  RouteKind routeKind_ = RouteKind::kNone;
   std::uint32_t routeInflight_ = 0;
+  std::uint64_t routeEpoch_ = 0;
+  resp::Protocol routeProto_ = resp::Protocol::kResp2;
   bool waitingRoute_ = false;
+
+  // cluster mode
+  const bool cluster_;
+  const std::uint16_t keylessSlot_;  // keyless commands go to this slot's master
+  std::vector<commands::KeyRef> keys_;
+  bool multiDeferred_ = false;  // MULTI answered, not yet sent: it goes with the first command
+  std::int32_t txSlot_ = -1;    // the slot of this client's WATCH / transaction keys
 
   std::shared_ptr<UpstreamConnection> dedicated_;
   std::deque<Expect> expects_;

@@ -175,8 +175,7 @@ ClientSession::Step ClientSession::handleReset(std::string_view raw) {
     if (step == Step::kNext) resetPending_ = true;
     return step;
   }
-  inMulti_ = watching_ = false;
-  channels_ = patterns_ = shardChannels_ = 0;
+  clearConnectionState();
   replyLocal("+RESET\r\n");
   return Step::kNext;
 }
@@ -289,8 +288,20 @@ void ClientSession::appendKeygateInfo(std::string& out) const {
   out.append("# keygate\r\n");
   out.append("keygate_version:").append(kVersion).append("\r\n");
   out.append("keygate_uptime_in_seconds:").append(std::to_string(uptime)).append("\r\n");
-  out.append("keygate_upstream:").append(ctx.upstream.label()).append("\r\n");
-  out.append("keygate_upstream_mode:standalone\r\n");
+  if (cluster_) {
+    std::string seeds;
+    for (const auto& seed : ctx.config.upstream.seeds)
+      seeds.append(seeds.empty() ? "" : ",").append(seed.str());
+    out.append("keygate_upstream:").append(seeds).append("\r\n");
+    out.append("keygate_upstream_mode:cluster\r\n");
+    const SlotMap* map = worker_.slotMap();
+    out.append("keygate_cluster_masters:")
+        .append(std::to_string(map != nullptr ? map->masters().size() : 0))
+        .append("\r\n");
+  } else {
+    out.append("keygate_upstream:").append(ctx.upstream.label()).append("\r\n");
+    out.append("keygate_upstream_mode:standalone\r\n");
+  }
   out.append("keygate_connected_clients:")
       .append(std::to_string(ctx.activeClients.load(std::memory_order_relaxed)))
       .append("\r\n");

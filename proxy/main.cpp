@@ -83,7 +83,9 @@ int main(int argc, char** argv) {
   context.limits.maxNestingDepth = cfg.limits.maxNestingDepth;
   context.limits.maxInlineBytes = cfg.limits.maxInlineBytes;
   context.upstream.limits = context.limits;
-  if (!resolveHost(context.upstream.host)) {
+  // Cluster nodes are resolved when connected to (they may announce host names).
+  if (cfg.upstream.mode == config::UpstreamMode::kStandalone &&
+      !resolveHost(context.upstream.host)) {
     spdlog::get("main")->error("cannot resolve upstream host '{}'", cfg.upstream.address.host);
     return 2;
   }
@@ -96,11 +98,6 @@ int main(int argc, char** argv) {
     spdlog::get("main")->error("cannot resolve admin host '{}'", cfg.admin->host);
     return 2;
   }
-  if (cfg.upstream.mode == config::UpstreamMode::kCluster) {
-    spdlog::get("main")->error("upstream.mode: cluster is not available in this build yet");
-    return 2;
-  }
-
   proxy::Server server(context);
   if (!server.open()) return 1;
   return server.run();

@@ -101,6 +101,46 @@ std::vector<prometheus::MetricFamily> ProxyCollector::Collect() const {
     up += w->upstreamUp() ? 1 : 0;
   out.push_back(family("keygate_upstream_up", "Workers whose shared upstream connection is ready",
                        MetricType::Gauge, up));
+  if (context_.config.upstream.mode == config::UpstreamMode::kCluster) {
+    prometheus::MetricFamily redirects;
+    redirects.name = "keygate_cluster_redirects_total";
+    redirects.help = "Cluster redirects and retries keygate followed for clients, by kind";
+    redirects.type = MetricType::Counter;
+    const std::pair<const char*, Counter WorkerStats::*> kinds[] = {
+        {"moved", &WorkerStats::clusterMoved},
+        {"ask", &WorkerStats::clusterAsk},
+        {"retry", &WorkerStats::clusterRetries},
+        {"exhausted", &WorkerStats::clusterRedirectsExhausted},
+    };
+    for (const auto& [kind, field] : kinds) {
+      prometheus::ClientMetric m;
+      m.label = {{"kind", kind}};
+      m.counter.value = sum(field);
+      redirects.metric.push_back(std::move(m));
+    }
+    out.push_back(std::move(redirects));
+    out.push_back(family("keygate_cluster_crossslot_refused_total",
+                         "Requests refused with CROSSSLOT (keys in several slots)",
+                         MetricType::Counter, sum(&WorkerStats::clusterCrossSlot)));
+    out.push_back(family("keygate_cluster_split_requests_total",
+                         "Multi-key requests split by slot (MGET, MSET, DEL, ...)",
+                         MetricType::Counter, sum(&WorkerStats::clusterSplits)));
+    out.push_back(family("keygate_cluster_fanout_requests_total",
+                         "Keyless requests sent to every master (SCRIPT LOAD, DBSIZE, ...)",
+                         MetricType::Counter, sum(&WorkerStats::clusterFanouts)));
+    out.push_back(family("keygate_cluster_topology_refreshes_total",
+                         "Slot map fetches that succeeded", MetricType::Counter,
+                         context_.topologyRefreshes.load(std::memory_order_relaxed)));
+    out.push_back(family("keygate_cluster_topology_refresh_failures_total",
+                         "Slot map fetches where no node answered", MetricType::Counter,
+                         context_.topologyRefreshFailures.load(std::memory_order_relaxed)));
+    out.push_back(family("keygate_cluster_topology_changes_total",
+                         "Slot maps fetched that routed some slot differently", MetricType::Counter,
+                         context_.topologyChanges.load(std::memory_order_relaxed)));
+    out.push_back(family("keygate_cluster_slot_map_loaded", "1 once a slot map has been fetched",
+                         MetricType::Gauge,
+                         context_.slotMapLoaded.load(std::memory_order_relaxed) ? 1 : 0));
+  }
   out.push_back(family("keygate_client_bytes_received_total", "Bytes read from clients",
                        MetricType::Counter, sum(&WorkerStats::bytesFromClients)));
   out.push_back(family("keygate_client_bytes_sent_total", "Bytes written to clients",

@@ -51,6 +51,8 @@ ReplyMerger::ReplyMerger(const SplitPlan& plan) : kind_(plan.kind), expected_(pl
   if (kind_ == MergeKind::kValues) values_.resize(plan.keyCount);
 }
 
+ReplyMerger::ReplyMerger(MergeKind kind, std::size_t parts) : kind_(kind), expected_(parts) {}
+
 bool ReplyMerger::add(std::size_t index, std::string_view frame) {
   if (index >= expected_) return complete();
   ++answered_;
@@ -96,8 +98,42 @@ bool ReplyMerger::add(std::size_t index, std::string_view frame) {
       break;
     }
     case MergeKind::kAllOk:
-      if (type != '+') recordError("-ERR keygate: a cluster node did not answer MSET with OK\r\n");
+      if (type != '+') recordError("-ERR keygate: a cluster node did not answer with OK\r\n");
       break;
+    case MergeKind::kFirst:
+      if (index == 0) values_.assign(1, std::string(frame));
+      break;
+    case MergeKind::kAndArray:
+    case MergeKind::kConcat: {
+      resp::ReplyReader reader(frame);
+      auto header = reader.next();
+      if (!header || (header->type != '*' && header->type != '~') || header->integer < 0) {
+        recordError("-ERR keygate: a cluster node answered with a non-array reply\r\n");
+        break;
+      }
+      if (kind_ == MergeKind::kConcat) {
+        concatCount_ += static_cast<std::size_t>(header->integer);
+        concat_.append(frame.substr(reader.offset()));
+        break;
+      }
+      const auto n = static_cast<std::size_t>(header->integer);
+      if (!haveFlags_) {
+        haveFlags_ = true;
+        flags_.assign(n, 1);
+      } else if (flags_.size() != n) {
+        recordError("-ERR keygate: cluster nodes answered with arrays of different lengths\r\n");
+        break;
+      }
+      for (std::size_t i = 0; i < n; ++i) {
+        auto element = reader.next();
+        if (!element || element->type != ':') {
+          recordError("-ERR keygate: a cluster node answered with a malformed array\r\n");
+          break;
+        }
+        if (element->integer == 0) flags_[i] = 0;
+      }
+      break;
+    }
   }
   return complete();
 }
@@ -121,6 +157,19 @@ std::string ReplyMerger::result() const {
       break;
     case MergeKind::kAllOk:
       out = "+OK\r\n";
+      break;
+    case MergeKind::kFirst:
+      if (!values_.empty()) out = values_.front();
+      break;
+    case MergeKind::kAndArray:
+      resp::appendArrayHeader(out, flags_.size());
+      for (const auto f : flags_)
+        resp::appendInteger(out, f);
+      break;
+    case MergeKind::kConcat:
+      out.reserve(concat_.size() + 16);
+      resp::appendArrayHeader(out, concatCount_);
+      out.append(concat_);
       break;
   }
   return out;

@@ -17,9 +17,12 @@
 namespace keygate::proxy {
 
 enum class MergeKind : std::uint8_t {
-  kValues,  // MGET: one value per key, in the client's key order
-  kSum,     // DEL, UNLINK, EXISTS, TOUCH: integers added up
-  kAllOk,   // MSET: +OK when every part said OK
+  kValues,    // MGET: one value per key, in the client's key order
+  kSum,       // DEL, UNLINK, EXISTS, TOUCH, DBSIZE: integers added up
+  kAllOk,     // MSET, FLUSHALL, SCRIPT FLUSH, ...: +OK when every part said OK
+  kFirst,     // SCRIPT LOAD, FUNCTION LOAD: every part must succeed; the first part's reply
+  kAndArray,  // SCRIPT EXISTS: arrays of 0/1, element-wise AND (1 only where every node has it)
+  kConcat,    // KEYS: arrays concatenated in part order
 };
 
 // The merge kind of a command keygate splits by slot (`name` lowercase), or nullopt.
@@ -45,6 +48,8 @@ SplitPlan splitBySlot(MergeKind kind, std::span<const std::string_view> argv, Sl
 class ReplyMerger {
  public:
   explicit ReplyMerger(const SplitPlan& plan);
+  // A fan-out of one request to `parts` nodes (kSum, kAllOk, kFirst, kAndArray, kConcat).
+  ReplyMerger(MergeKind kind, std::size_t parts);
 
   // Records the reply frame of plan.parts[index]. True once every part has answered.
   bool add(std::size_t index, std::string_view frame);
@@ -59,7 +64,11 @@ class ReplyMerger {
   std::size_t expected_;
   std::size_t answered_ = 0;
   std::vector<std::vector<std::uint32_t>> keyOrders_;
-  std::vector<std::string> values_;  // kValues: each key's value frame
+  std::vector<std::string> values_;  // kValues: each key's value frame; kFirst: part 0's reply
+  std::vector<std::int64_t> flags_;  // kAndArray
+  bool haveFlags_ = false;
+  std::size_t concatCount_ = 0;  // kConcat: elements so far
+  std::string concat_;           // kConcat: element frames
   std::int64_t sum_ = 0;
   std::size_t errorPart_ = SIZE_MAX;
   std::string error_;

@@ -7,6 +7,7 @@
 
 #include "proxy/admin_server.hpp"
 #include "proxy/listener.hpp"
+#include "proxy/topology_refresher.hpp"
 #include "proxy/version.hpp"
 
 namespace keygate::proxy {
@@ -26,6 +27,14 @@ Server::Server(ServerContext& context)
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
   for (std::uint32_t i = 0; i < threads; ++i) {
     workers_.push_back(std::make_unique<Worker>(i, context_));
+  }
+  if (context_.config.upstream.mode == config::UpstreamMode::kCluster) {
+    refresher_ = std::make_unique<TopologyRefresher>(io_, context_,
+                                                     [this](std::shared_ptr<const SlotMap> map) {
+                                                       for (auto& w : workers_)
+                                                         w->installSlotMap(map);
+                                                     });
+    context_.requestTopologyRefresh = [refresher = refresher_.get()] { refresher->requestEarly(); };
   }
 }
 
@@ -60,8 +69,15 @@ int Server::run() {
   });
   startAccept();
   if (admin_) admin_->start();
+  std::string upstream = context_.upstream.label();
+  if (refresher_) {
+    refresher_->start();
+    upstream = "cluster via";
+    for (const auto& seed : context_.config.upstream.seeds)
+      upstream += " " + seed.str();
+  }
   log->info("keygate {} listening on {}, upstream {} ({} worker thread{})", kVersion,
-            context_.config.listen.str(), context_.upstream.label(), workers_.size(),
+            context_.config.listen.str(), upstream, workers_.size(),
             workers_.size() == 1 ? "" : "s");
   io_.run();
   for (auto& w : workers_) {
@@ -147,6 +163,7 @@ void Server::pollDrain() {
 }
 
 void Server::finish() {
+  if (refresher_) refresher_->stop();
   for (auto& w : workers_)
     w->closeAll();
   // closeAll is posted; give each worker one turn to run it, then stop.

@@ -17,6 +17,7 @@
 namespace keygate::proxy {
 
 class AdminServer;
+class TopologyRefresher;
 
 class Server {
  public:
@@ -48,6 +49,7 @@ class Server {
   std::vector<std::unique_ptr<Worker>> workers_;
   std::size_t nextWorker_ = 0;
   std::unique_ptr<AdminServer> admin_;
+  std::unique_ptr<TopologyRefresher> refresher_;  // cluster mode
   bool shuttingDown_ = false;
 };
 

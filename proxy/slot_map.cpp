@@ -177,4 +177,30 @@ std::optional<SlotMap> SlotMap::fromClusterSlots(std::string_view frame, std::st
   return map;
 }
 
+bool SlotMap::sameRouting(const SlotMap& other) const {
+  for (std::size_t slot = 0; slot < kClusterSlots; ++slot) {
+    const auto a = master_[slot];
+    const auto b = other.master_[slot];
+    if ((a == kNoNode) != (b == kNoNode)) return false;
+    if (a != kNoNode && !(masters_[a] == other.masters_[b])) return false;
+  }
+  return true;
+}
+
+std::vector<std::uint16_t> SlotMap::mastersBySlot() const {
+  std::vector<std::uint16_t> order;
+  std::vector<bool> seen(masters_.size(), false);
+  for (std::size_t slot = 0; slot < kClusterSlots; ++slot) {
+    const auto m = master_[slot];
+    if (m != kNoNode && !seen[m]) {
+      seen[m] = true;
+      order.push_back(m);
+    }
+  }
+  for (std::uint16_t m = 0; m < masters_.size(); ++m) {
+    if (!seen[m]) order.push_back(m);
+  }
+  return order;
+}
+
 }  // namespace keygate::proxy

@@ -65,6 +65,12 @@ class SlotMap {
   // Slots no node serves (a cluster that is not fully covered still routes the rest).
   std::size_t uncoveredSlots() const;
 
+  // True when both maps send every slot to the same master address (replicas may differ).
+  bool sameRouting(const SlotMap& other) const;
+  // Master indexes ordered by the lowest slot each serves (masters serving no slot last). A
+  // failover keeps a shard's slots, so this order is stable across failovers.
+  std::vector<std::uint16_t> mastersBySlot() const;
+
   // Returns a copy in which `slot` is served by `node` (what a MOVED reply says), adding the
   // node as a master if it is new.
   SlotMap withSlotMovedTo(std::uint16_t slot, const ClusterNode& node) const;

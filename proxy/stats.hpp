@@ -27,6 +27,14 @@ struct WorkerStats {
   Counter dedicatedConnections{0};   // dedicated upstream connections opened
   Counter bytesFromClients{0};
   Counter bytesToClients{0};
+  // cluster mode
+  Counter clusterMoved{0};               // MOVED replies followed
+  Counter clusterAsk{0};                 // ASK replies followed
+  Counter clusterRetries{0};             // TRYAGAIN / CLUSTERDOWN retried
+  Counter clusterRedirectsExhausted{0};  // redirect limit reached; the error went to the client
+  Counter clusterCrossSlot{0};           // refused: keys in several slots
+  Counter clusterSplits{0};              // multi-key commands split by slot
+  Counter clusterFanouts{0};             // keyless commands sent to every master
 
   static void add(Counter& c, std::uint64_t n = 1) {
     c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);

@@ -27,6 +27,7 @@ UpstreamConnection::UpstreamConnection(asio::io_context& io, const UpstreamSetti
       stats_(stats),
       socket_(io),
       connectTimer_(io),
+      resolver_(io),
       scanner_(settings.limits) {}
 
 UpstreamConnection::~UpstreamConnection() = default;
@@ -42,29 +43,50 @@ void UpstreamConnection::start(StateCallback onState) {
     } else {
       resp::appendCommand(handshake, {"AUTH", settings_.username, settings_.password});
     }
-    ++handshakeLeft_;
+    handshake_.push_back(HandshakeStep::kAuth);
   }
   resp::appendCommand(handshake, {"HELLO", proto_ == resp::Protocol::kResp3 ? "3" : "2"});
-  ++handshakeLeft_;
-  helloPending_ = true;
+  handshake_.push_back(HandshakeStep::kHello);
+  if (settings_.readOnly) {
+    resp::appendCommand(handshake, {"READONLY"});
+    handshake_.push_back(HandshakeStep::kReadOnly);
+  }
   out_.insert(0, handshake);
 
-  boost::system::error_code ec;
-  auto address = asio::ip::make_address(settings_.host, ec);
-  if (ec) {
-    fail("invalid upstream address " + settings_.host);
-    return;
-  }
   connectTimer_.expires_after(settings_.connectTimeout);
   connectTimer_.async_wait([self = shared_from_this()](const boost::system::error_code& tec) {
     if (!tec && self->state_ == State::kConnecting) {
       self->fail("connect timeout");
     }
   });
-  socket_.async_connect(asio::ip::tcp::endpoint(address, settings_.port),
-                        [self = shared_from_this()](const boost::system::error_code& cec) {
-                          self->onConnected(cec);
-                        });
+  boost::system::error_code ec;
+  auto address = asio::ip::make_address(settings_.host, ec);
+  if (!ec) {
+    connect(asio::ip::tcp::resolver::results_type::create(
+        asio::ip::tcp::endpoint(address, settings_.port), settings_.host,
+        std::to_string(settings_.port)));
+    return;
+  }
+  // A host name (Redis 7 cluster nodes may announce one): resolved here, on the worker's
+  // io_context, bounded by the same connect timeout; every address is tried in turn.
+  resolver_.async_resolve(
+      settings_.host, std::to_string(settings_.port),
+      [self = shared_from_this()](const boost::system::error_code& rec,
+                                  asio::ip::tcp::resolver::results_type r) {
+        if (self->state_ != State::kConnecting) return;
+        if (rec) {
+          self->fail("cannot resolve " + self->settings_.host + ": " + rec.message());
+          return;
+        }
+        self->connect(r);
+      });
+}
+
+void UpstreamConnection::connect(const asio::ip::tcp::resolver::results_type& endpoints) {
+  asio::async_connect(
+      socket_, endpoints,
+      [self = shared_from_this()](const boost::system::error_code& cec,
+                                  const asio::ip::tcp::endpoint&) { self->onConnected(cec); });
 }
 
 void UpstreamConnection::onConnected(const boost::system::error_code& ec) {
@@ -177,9 +199,10 @@ void UpstreamConnection::onRead(const boost::system::error_code& ec, std::size_t
 }
 
 void UpstreamConnection::dispatch(std::string_view frame) {
-  if (handshakeLeft_ > 0) {
+  if (!handshake_.empty()) {
     if (!handleHandshakeReply(frame)) return;
-    if (--handshakeLeft_ == 0) setState(State::kReady);
+    handshake_.pop_front();
+    if (handshake_.empty()) setState(State::kReady);
     return;
   }
   if (kind_ == Kind::kDedicated) {
@@ -197,16 +220,18 @@ void UpstreamConnection::dispatch(std::string_view frame) {
 
 bool UpstreamConnection::handleHandshakeReply(std::string_view frame) {
   const char type = frame.empty() ? 0 : frame[0];
-  const bool isHello = helloPending_ && handshakeLeft_ == 1;
+  const HandshakeStep step = handshake_.front();
   if (type == '-' || type == '!') {
     std::string text(frame.substr(1));
     while (!text.empty() && (text.back() == '\n' || text.back() == '\r'))
       text.pop_back();
-    fail((isHello ? "HELLO refused by Redis: " : "AUTH refused by Redis: ") + text);
+    const char* what = step == HandshakeStep::kHello      ? "HELLO refused by Redis: "
+                       : step == HandshakeStep::kReadOnly ? "READONLY refused by Redis: "
+                                                          : "AUTH refused by Redis: ";
+    fail(what + text);
     return false;
   }
-  if (isHello) {
-    helloPending_ = false;
+  if (step == HandshakeStep::kHello) {
     // HELLO answers a map (RESP3) or a flat array (RESP2) of field/value pairs.
     resp::ReplyReader reader(frame);
     auto header = reader.next();
@@ -233,9 +258,11 @@ void UpstreamConnection::fail(std::string_view reason) {
   if (state_ == State::kFailed) return;
   auto self = shared_from_this();  // sinks told below may drop their last reference to us
   const bool wasReady = state_ == State::kReady;
-  lastError_ = std::string(reason);
+  lastError_ =
+      settings_.labelErrors ? settings_.label() + ": " + std::string(reason) : std::string(reason);
   boost::system::error_code ignored;
   connectTimer_.cancel();
+  resolver_.cancel();
   socket_.close(ignored);
   if (wasReady) {
     WorkerStats::add(stats_.upstreamDisconnects);

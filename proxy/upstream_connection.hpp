@@ -51,6 +51,10 @@ struct UpstreamSettings {
   std::string password;
   std::chrono::milliseconds connectTimeout{1000};
   resp::Limits limits;
+  // Cluster replicas: READONLY after the handshake, so they serve reads of their master's slots.
+  bool readOnly = false;
+  // Cluster: failure reasons start with the node's address (one of many, so say which).
+  bool labelErrors = false;
   std::string label() const { return host + ":" + std::to_string(port); }
 };
 
@@ -88,6 +92,7 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
   bool failed() const { return state_ == State::kFailed; }
   resp::Protocol protocol() const { return proto_; }
   std::size_t inflight() const { return fifo_.size(); }
+  const UpstreamSettings& settings() const { return settings_; }
   // Redis version reported by the upstream's HELLO reply, empty until known.
   const std::string& serverVersion() const { return serverVersion_; }
   const std::string& lastError() const { return lastError_; }
@@ -98,6 +103,9 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
     std::uint64_t tag = 0;
   };
 
+  enum class HandshakeStep : std::uint8_t { kAuth, kHello, kReadOnly };
+
+  void connect(const asio::ip::tcp::resolver::results_type& endpoints);
   void onConnected(const boost::system::error_code& ec);
   void startRead();
   std::size_t idleKeep() const;
@@ -116,6 +124,7 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
   WorkerStats& stats_;
   asio::ip::tcp::socket socket_;
   asio::steady_timer connectTimer_;
+  asio::ip::tcp::resolver resolver_;
   State state_ = State::kConnecting;
   StateCallback onState_;
 
@@ -130,8 +139,7 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
   std::size_t lastReadSize_ = 0;
   resp::ReplyScanner scanner_;
   std::deque<Inflight> fifo_;
-  int handshakeLeft_ = 0;
-  bool helloPending_ = false;
+  std::deque<HandshakeStep> handshake_;  // replies still expected, in order
   ReplySink* owner_ = nullptr;
   std::function<void()> batchHook_;
   std::string serverVersion_;

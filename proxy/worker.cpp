@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <boost/asio/post.hpp>
 
 #include "proxy/client_session.hpp"
@@ -14,11 +15,16 @@ constexpr std::chrono::milliseconds kMaxBackoff{2000};
 }  // namespace
 
 Worker::Worker(std::size_t index, ServerContext& context)
-    : index_(index), context_(context), io_(1) {
-  const std::size_t perProto =
-      std::max<std::uint32_t>(1, context_.config.upstream.connectionsPerWorker);
-  for (auto& p : pools_)
-    p.resize(perProto);
+    : index_(index),
+      context_(context),
+      io_(1),
+      cluster_(context.config.upstream.mode == config::UpstreamMode::kCluster) {
+  if (!cluster_) {
+    ClusterNode node;
+    node.host = context_.upstream.host;
+    node.port = context_.upstream.port;
+    standalone_ = &nodePool(node, false);
+  }
 }
 
 Worker::~Worker() {
@@ -27,11 +33,14 @@ Worker::~Worker() {
 
 void Worker::start() {
   // The RESP2 pool connects now, so readiness reflects Redis before the first client arrives.
-  asio::post(io_, [this] {
-    auto& p = pool(resp::Protocol::kResp2);
-    for (std::size_t i = 0; i < p.size(); ++i)
-      connectShared(resp::Protocol::kResp2, i);
-  });
+  // (Cluster: once the first slot map arrives.)
+  if (standalone_ != nullptr) {
+    asio::post(io_, [this] {
+      const std::string key = standalone_->settings.label();
+      for (std::size_t i = 0; i < standalone_->pool(resp::Protocol::kResp2).size(); ++i)
+        connectShared(key, resp::Protocol::kResp2, i);
+    });
+  }
   thread_ = std::thread([this] {
     auto guard = asio::make_work_guard(io_);
     io_.run();
@@ -103,71 +112,221 @@ void Worker::closeAll() {
     closingAll_ = true;
     for (auto& s : liveSessions())
       s->close();
-    for (auto& p : pools_) {
-      for (auto& slot : p) {
-        if (slot.retryTimer) slot.retryTimer->cancel();
-        if (slot.conn) slot.conn->close("keygate is shutting down");
+    for (auto& [key, node] : nodes_) {
+      for (auto& p : node->byProto) {
+        for (auto& slot : p) {
+          if (slot.retryTimer) slot.retryTimer->cancel();
+          if (slot.conn) slot.conn->close("keygate is shutting down");
+        }
       }
     }
   });
 }
 
-UpstreamConnection& Worker::sharedUpstream(resp::Protocol proto, std::uint64_t sessionId) {
-  auto& p = pool(proto);
+Worker::NodePool& Worker::nodePool(const ClusterNode& node, bool replica) {
+  std::string key = node.address();
+  if (replica) key += "/ro";
+  auto it = nodes_.find(key);
+  if (it != nodes_.end()) return *it->second;
+  auto pool = std::make_unique<NodePool>();
+  pool->settings = context_.upstream;
+  pool->settings.host = node.host;
+  pool->settings.port = node.port;
+  pool->settings.readOnly = replica;
+  pool->settings.labelErrors = cluster_;
+  const std::size_t perProto =
+      std::max<std::uint32_t>(1, context_.config.upstream.connectionsPerWorker);
+  for (auto& p : pool->byProto)
+    p.resize(perProto);
+  return *nodes_.emplace(std::move(key), std::move(pool)).first->second;
+}
+
+UpstreamConnection& Worker::pooledConnection(NodePool& node, resp::Protocol proto,
+                                             std::uint64_t sessionId) {
+  auto& p = node.pool(proto);
   const std::size_t slot = p.size() == 1 ? 0 : sessionId % p.size();
-  if (!p[slot].conn) connectShared(proto, slot);
+  if (!p[slot].conn) {
+    connectShared(node.settings.label() + (node.settings.readOnly ? "/ro" : ""), proto, slot);
+  }
   return *p[slot].conn;
 }
 
-void Worker::connectShared(resp::Protocol proto, std::size_t slot) {
-  auto& entry = pool(proto)[slot];
-  entry.conn = std::make_shared<UpstreamConnection>(io_, context_.upstream, proto,
-                                                    UpstreamConnection::Kind::kShared, stats_);
-  entry.conn->setBatchHook([this] { flushDirty(); });
-  entry.conn->start([this, proto, slot](UpstreamConnection& conn, UpstreamConnection::State s) {
-    onSharedState(proto, slot, conn, s);
-  });
+UpstreamConnection& Worker::sharedUpstream(resp::Protocol proto, std::uint64_t sessionId) {
+  return pooledConnection(*standalone_, proto, sessionId);
 }
 
-void Worker::onSharedState(resp::Protocol proto, std::size_t slot, UpstreamConnection& conn,
-                           UpstreamConnection::State state) {
-  auto& entry = pool(proto)[slot];
+UpstreamConnection* Worker::masterUpstream(std::uint16_t slot, resp::Protocol proto,
+                                           std::uint64_t sessionId) {
+  if (!slotMap_) return nullptr;
+  const auto master = slotMap_->masterIndex(slot);
+  if (master == SlotMap::kNoNode) return nullptr;
+  return &pooledConnection(*masterPools_[master], proto, sessionId);
+}
+
+UpstreamConnection* Worker::replicaUpstream(std::uint16_t slot, resp::Protocol proto,
+                                            std::uint64_t sessionId) {
+  if (!slotMap_) return nullptr;
+  const auto master = slotMap_->masterIndex(slot);
+  if (master == SlotMap::kNoNode || replicaPools_[master].empty()) return nullptr;
+  const auto& replicas = replicaPools_[master];
+  // Start at the session's replica; skip ones that are down (their backoff keeps them failed).
+  for (std::size_t i = 0; i < replicas.size(); ++i) {
+    auto& conn = pooledConnection(*replicas[(sessionId + i) % replicas.size()], proto, sessionId);
+    if (!conn.failed()) return &conn;
+  }
+  return nullptr;
+}
+
+UpstreamConnection& Worker::nodeUpstream(const ClusterNode& node, resp::Protocol proto,
+                                         std::uint64_t sessionId) {
+  return pooledConnection(nodePool(node, false), proto, sessionId);
+}
+
+void Worker::connectShared(const std::string& key, resp::Protocol proto, std::size_t slot) {
+  auto& node = *nodes_.at(key);
+  auto& entry = node.pool(proto)[slot];
+  entry.conn = std::make_shared<UpstreamConnection>(io_, node.settings, proto,
+                                                    UpstreamConnection::Kind::kShared, stats_);
+  entry.conn->setBatchHook([this] { flushDirty(); });
+  entry.conn->start(
+      [this, key, proto, slot](UpstreamConnection& conn, UpstreamConnection::State s) {
+        onSharedState(key, proto, slot, conn, s);
+      });
+}
+
+void Worker::onSharedState(const std::string& key, resp::Protocol proto, std::size_t slot,
+                           UpstreamConnection& conn, UpstreamConnection::State state) {
+  auto it = nodes_.find(key);
+  if (it == nodes_.end()) return;  // a pool dropped after a topology change
+  auto& entry = it->second->pool(proto)[slot];
   if (entry.conn.get() != &conn) return;  // an older connection
+  const bool primary =
+      standalone_ != nullptr && it->second.get() == standalone_ && proto == resp::Protocol::kResp2;
   if (state == UpstreamConnection::State::kReady) {
     entry.backoff = std::chrono::milliseconds{0};
     if (!conn.serverVersion().empty()) upstreamVersion_ = conn.serverVersion();
-    if (proto == resp::Protocol::kResp2) upstreamUp_.store(true, std::memory_order_relaxed);
+    if (primary) upstreamUp_.store(true, std::memory_order_relaxed);
     spdlog::get("upstream")
-        ->info("worker {}: connected to {} (RESP{})", index_, context_.upstream.label(),
-               static_cast<int>(proto));
+        ->info("worker {}: connected to {} (RESP{})", index_, key, static_cast<int>(proto));
     return;
   }
   if (state != UpstreamConnection::State::kFailed) return;
-  if (proto == resp::Protocol::kResp2) upstreamUp_.store(false, std::memory_order_relaxed);
+  if (primary) upstreamUp_.store(false, std::memory_order_relaxed);
   if (closingAll_) return;  // our own shutdown, not a failure
+  // A new connection object later: requests routed from now on may take another path.
+  ++routeEpoch_;
   entry.backoff =
       entry.backoff.count() == 0 ? kFirstBackoff : std::min(entry.backoff * 2, kMaxBackoff);
   spdlog::get("upstream")
-      ->warn("worker {}: upstream {} failed: {}; retrying in {} ms", index_,
-             context_.upstream.label(), conn.lastError(), entry.backoff.count());
+      ->warn("worker {}: upstream {} failed: {}; retrying in {} ms", index_, key, conn.lastError(),
+             entry.backoff.count());
+  if (cluster_) requestTopologyRefresh();  // a node error may mean a failover
   if (draining_) return;
   // Until the retry, the failed connection stays in place: requests fail fast instead of piling
   // up behind a connect that is likely to fail again.
   if (!entry.retryTimer) entry.retryTimer = std::make_unique<asio::steady_timer>(io_);
   entry.retryTimer->expires_after(entry.backoff);
-  entry.retryTimer->async_wait([this, proto, slot](const boost::system::error_code& ec) {
-    if (ec || draining_) return;
-    connectShared(proto, slot);
+  entry.retryTimer->async_wait([this, key, proto, slot](const boost::system::error_code& ec) {
+    if (ec || draining_ || nodes_.find(key) == nodes_.end()) return;
+    connectShared(key, proto, slot);
   });
 }
 
-std::shared_ptr<UpstreamConnection> Worker::openDedicated(resp::Protocol proto) {
-  auto conn = std::make_shared<UpstreamConnection>(io_, context_.upstream, proto,
+std::shared_ptr<UpstreamConnection> Worker::openDedicated(resp::Protocol proto,
+                                                          const ClusterNode* node) {
+  UpstreamSettings settings = context_.upstream;
+  if (node != nullptr) {
+    settings.host = node->host;
+    settings.port = node->port;
+    settings.labelErrors = true;
+  }
+  auto conn = std::make_shared<UpstreamConnection>(io_, settings, proto,
                                                    UpstreamConnection::Kind::kDedicated, stats_);
   WorkerStats::add(stats_.dedicatedConnections);
   conn->setBatchHook([this] { flushDirty(); });
   conn->start();
   return conn;
+}
+
+void Worker::requestTopologyRefresh() {
+  if (context_.requestTopologyRefresh) context_.requestTopologyRefresh();
+}
+
+void Worker::installSlotMap(std::shared_ptr<const SlotMap> map) {
+  asio::post(io_, [this, map = std::move(map)]() mutable { useSlotMap(std::move(map)); });
+}
+
+void Worker::noteMoved(std::uint16_t slot, const ClusterNode& node) {
+  WorkerStats::add(stats_.clusterMoved);
+  requestTopologyRefresh();
+  if (slotMap_) {
+    const ClusterNode* current = slotMap_->masterFor(slot);
+    if (current != nullptr && *current == node) return;  // already followed
+    useSlotMap(std::make_shared<const SlotMap>(slotMap_->withSlotMovedTo(slot, node)));
+  }
+}
+
+void Worker::useSlotMap(std::shared_ptr<const SlotMap> map) {
+  if (!map) return;
+  const bool first = !slotMap_;
+  const bool changed = !slotMap_ || !slotMap_->sameRouting(*map);
+  slotMap_ = std::move(map);
+  const auto& masters = slotMap_->masters();
+  masterPools_.clear();
+  replicaPools_.assign(masters.size(), {});
+  const bool replicaReads =
+      context_.config.upstream.readFrom == config::ReadFrom::kReplicaPreferred;
+  for (std::size_t i = 0; i < masters.size(); ++i) {
+    masterPools_.push_back(&nodePool(masters[i], false));
+    if (replicaReads) {
+      for (const auto& r : slotMap_->replicasOf(static_cast<std::uint16_t>(i)))
+        replicaPools_[i].push_back(&nodePool(r, true));
+    }
+  }
+  scanOrder_ = slotMap_->mastersBySlot();
+  if (changed) ++routeEpoch_;
+  upstreamUp_.store(slotMap_->uncoveredSlots() == 0, std::memory_order_relaxed);
+  // Masters get their RESP2 connection now, so the first requests do not wait for a connect.
+  for (auto* pool : masterPools_) {
+    auto& p = pool->pool(resp::Protocol::kResp2);
+    for (std::size_t i = 0; i < p.size(); ++i) {
+      if (!p[i].conn) connectShared(pool->settings.label(), resp::Protocol::kResp2, i);
+    }
+  }
+  if (!first) dropUnusedPools();
+}
+
+void Worker::dropUnusedPools() {
+  // Nodes the map no longer names (a failed master, a removed node) keep their connections
+  // while requests are still in flight on them; the next map change checks again.
+  std::vector<const NodePool*> used(masterPools_.begin(), masterPools_.end());
+  for (const auto& r : replicaPools_)
+    used.insert(used.end(), r.begin(), r.end());
+  for (auto it = nodes_.begin(); it != nodes_.end();) {
+    NodePool* pool = it->second.get();
+    if (std::find(used.begin(), used.end(), pool) != used.end()) {
+      ++it;
+      continue;
+    }
+    bool busy = false;
+    for (auto& p : pool->byProto) {
+      for (auto& slot : p)
+        busy = busy || (slot.conn && slot.conn->inflight() > 0);
+    }
+    if (busy) {
+      ++it;
+      continue;
+    }
+    // Out of the map first: closing reports kFailed, which must not look like a node error.
+    auto gone = std::move(it->second);
+    it = nodes_.erase(it);
+    for (auto& p : gone->byProto) {
+      for (auto& slot : p) {
+        if (slot.retryTimer) slot.retryTimer->cancel();
+        if (slot.conn) slot.conn->close("node left the cluster's slot map");
+      }
+    }
+  }
 }
 
 void Worker::markDirty(std::shared_ptr<ClientSession> session) {

@@ -11,6 +11,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -20,6 +21,7 @@
 #include "config/config.hpp"
 #include "proxy/resp/limits.hpp"
 #include "proxy/resp/reply_writer.hpp"
+#include "proxy/slot_map.hpp"
 #include "proxy/stats.hpp"
 #include "proxy/upstream_connection.hpp"
 
@@ -37,6 +39,14 @@ struct ServerContext {
   std::atomic<std::uint32_t> activeClients{0};
   std::atomic<std::uint64_t> rejectedMaxClients{0};
   std::atomic<bool> draining{false};
+
+  // Cluster mode. The topology refresher (main thread) sets this before the workers start;
+  // workers call it from their threads to ask for an early slot-map fetch (it only posts).
+  std::function<void()> requestTopologyRefresh;
+  std::atomic<std::uint64_t> topologyRefreshes{0};
+  std::atomic<std::uint64_t> topologyRefreshFailures{0};
+  std::atomic<std::uint64_t> topologyChanges{0};
+  std::atomic<bool> slotMapLoaded{false};
 };
 
 class Worker {
@@ -69,11 +79,38 @@ class Worker {
   bool upstreamUp() const { return upstreamUp_.load(std::memory_order_relaxed); }
   std::string upstreamVersion() const;
 
-  // The shared connection a session with `sessionId` uses for `proto`. It may be failed (the
-  // caller then answers UNAVAILABLE at once) or still connecting (requests queue behind the
-  // handshake).
+  bool clusterMode() const { return cluster_; }
+
+  // Standalone: the shared connection a session with `sessionId` uses for `proto`. It may be
+  // failed (the caller then answers UNAVAILABLE at once) or still connecting (requests queue
+  // behind the handshake).
   UpstreamConnection& sharedUpstream(resp::Protocol proto, std::uint64_t sessionId);
-  std::shared_ptr<UpstreamConnection> openDedicated(resp::Protocol proto);
+  // Cluster: the same for the master of `slot` (nullptr: no slot map yet, or slot not served),
+  // for one of its replicas (nullptr: none, or none usable), and for any node by address.
+  UpstreamConnection* masterUpstream(std::uint16_t slot, resp::Protocol proto,
+                                     std::uint64_t sessionId);
+  UpstreamConnection* replicaUpstream(std::uint16_t slot, resp::Protocol proto,
+                                      std::uint64_t sessionId);
+  UpstreamConnection& nodeUpstream(const ClusterNode& node, resp::Protocol proto,
+                                   std::uint64_t sessionId);
+  // A new connection of its own for one session; `node` null: the standalone upstream.
+  std::shared_ptr<UpstreamConnection> openDedicated(resp::Protocol proto,
+                                                    const ClusterNode* node = nullptr);
+
+  // Cluster: this worker's slot map (null until the first fetch). Changes only between
+  // requests, on this thread.
+  const SlotMap* slotMap() const { return slotMap_.get(); }
+  // Masters in SCAN order (by the lowest slot each serves, which survives failovers).
+  const std::vector<std::uint16_t>& scanOrder() const { return scanOrder_; }
+  // Bumped whenever a request for some slot may now go to another connection than before: a
+  // client with requests in flight from before waits for them before sending more.
+  std::uint64_t routeEpoch() const { return routeEpoch_; }
+  // Thread-safe: installs a slot map fetched by the refresher.
+  void installSlotMap(std::shared_ptr<const SlotMap> map);
+  // A MOVED reply: `slot` is served by `node` now (this worker's map follows at once; a full
+  // refresh is asked for).
+  void noteMoved(std::uint16_t slot, const ClusterNode& node);
+  void requestTopologyRefresh();
 
   // Sessions with replies appended during an upstream read are written once the read's batch
   // has been dispatched, so a pipelined batch leaves in one write per client.
@@ -88,21 +125,39 @@ class Worker {
     std::chrono::milliseconds backoff{0};
     std::unique_ptr<asio::steady_timer> retryTimer;
   };
+  // The shared connections to one Redis node: per protocol, connectionsPerWorker each.
+  struct NodePool {
+    UpstreamSettings settings;
+    std::array<std::vector<SharedSlot>, 2> byProto;
+    std::vector<SharedSlot>& pool(resp::Protocol proto) {
+      return byProto[proto == resp::Protocol::kResp3 ? 1 : 0];
+    }
+  };
 
   std::vector<std::shared_ptr<ClientSession>> liveSessions() const;
-  void connectShared(resp::Protocol proto, std::size_t slot);
-  void onSharedState(resp::Protocol proto, std::size_t slot, UpstreamConnection& conn,
-                     UpstreamConnection::State state);
-  std::vector<SharedSlot>& pool(resp::Protocol proto) {
-    return pools_[proto == resp::Protocol::kResp3 ? 1 : 0];
-  }
+  NodePool& nodePool(const ClusterNode& node, bool replica);
+  UpstreamConnection& pooledConnection(NodePool& node, resp::Protocol proto,
+                                       std::uint64_t sessionId);
+  void connectShared(const std::string& key, resp::Protocol proto, std::size_t slot);
+  void onSharedState(const std::string& key, resp::Protocol proto, std::size_t slot,
+                     UpstreamConnection& conn, UpstreamConnection::State state);
+  void useSlotMap(std::shared_ptr<const SlotMap> map);
+  void dropUnusedPools();
 
   std::size_t index_;
   ServerContext& context_;
   asio::io_context io_;
   std::thread thread_;
   WorkerStats stats_;
-  std::array<std::vector<SharedSlot>, 2> pools_;
+  const bool cluster_;
+  // Node pools by "host:port" (replicas: "host:port/ro"). Standalone: one, `standalone_`.
+  std::unordered_map<std::string, std::unique_ptr<NodePool>> nodes_;
+  NodePool* standalone_ = nullptr;
+  std::shared_ptr<const SlotMap> slotMap_;
+  std::vector<NodePool*> masterPools_;                // by SlotMap master index
+  std::vector<std::vector<NodePool*>> replicaPools_;  // by SlotMap master index
+  std::vector<std::uint16_t> scanOrder_;
+  std::uint64_t routeEpoch_ = 0;
   // Owns the sessions: one lives until it closes itself (ClientSession::close), even while it
   // only waits for a reply and has no socket operation pending.
   std::unordered_map<std::uint64_t, std::shared_ptr<ClientSession>> sessions_;

@@ -112,3 +112,52 @@ TEST_CASE("real cluster slots group hash-tagged keys together") {
   CHECK(plan.parts[0].slot == keyHashSlot("u1"));
   CHECK(plan.parts[0].keyOrder.size() == 2);
 }
+
+TEST_CASE("fan-out merges: first reply, AND of arrays, concatenation, all OK") {
+  SECTION("kFirst answers the first part's reply once every part succeeded") {
+    ReplyMerger m(MergeKind::kFirst, 3);
+    CHECK_FALSE(m.add(1, "$3\r\nabc\r\n"));
+    CHECK_FALSE(m.add(0, "$3\r\nabc\r\n"));
+    CHECK(m.add(2, "$3\r\nabc\r\n"));
+    CHECK(m.result() == "$3\r\nabc\r\n");
+  }
+  SECTION("kFirst passes on an error from any part") {
+    ReplyMerger m(MergeKind::kFirst, 2);
+    m.add(0, "$3\r\nabc\r\n");
+    CHECK(m.add(1, "-ERR Library 'x' already exists\r\n"));
+    CHECK(m.result() == "-ERR Library 'x' already exists\r\n");
+  }
+  SECTION("kAndArray says 1 only where every node says 1") {
+    ReplyMerger m(MergeKind::kAndArray, 3);
+    m.add(0, "*3\r\n:1\r\n:1\r\n:0\r\n");
+    m.add(1, "*3\r\n:1\r\n:0\r\n:0\r\n");
+    CHECK(m.add(2, "*3\r\n:1\r\n:1\r\n:1\r\n"));
+    CHECK(m.result() == "*3\r\n:1\r\n:0\r\n:0\r\n");
+  }
+  SECTION("kAndArray refuses arrays of different lengths") {
+    ReplyMerger m(MergeKind::kAndArray, 2);
+    m.add(0, "*2\r\n:1\r\n:1\r\n");
+    m.add(1, "*1\r\n:1\r\n");
+    CHECK(m.result().starts_with("-ERR keygate"));
+  }
+  SECTION("kConcat joins arrays in part order, RESP3 sets too") {
+    ReplyMerger m(MergeKind::kConcat, 3);
+    m.add(2, "*1\r\n$1\r\nc\r\n");
+    m.add(0, "*2\r\n$1\r\na\r\n$1\r\nb\r\n");
+    CHECK(m.add(1, "*0\r\n"));
+    const auto r = m.result();
+    CHECK(r.starts_with("*3\r\n"));
+    CHECK(r.size() == std::string("*3\r\n$1\r\nc\r\n$1\r\na\r\n$1\r\nb\r\n").size());
+  }
+  SECTION("kAllOk and kSum for fan-outs") {
+    ReplyMerger ok(MergeKind::kAllOk, 2);
+    ok.add(0, "+OK\r\n");
+    CHECK(ok.add(1, "+OK\r\n"));
+    CHECK(ok.result() == "+OK\r\n");
+    ReplyMerger sum(MergeKind::kSum, 3);
+    sum.add(0, ":3\r\n");
+    sum.add(1, ":0\r\n");
+    CHECK(sum.add(2, ":39\r\n"));
+    CHECK(sum.result() == ":42\r\n");
+  }
+}

@@ -144,3 +144,28 @@ TEST_CASE("MOVED and ASK redirects are parsed; anything else is not a redirect")
   CHECK_FALSE(parseRedirect("-TRYAGAIN Multiple keys request during rehashing of slot\r\n"));
   CHECK_FALSE(parseRedirect("+OK\r\n"));
 }
+
+TEST_CASE("sameRouting compares slot owners; mastersBySlot orders by the lowest slot") {
+  // Two masters: B serves 0-8191, A serves 8192-16383.
+  std::string reply = "*2\r\n";
+  auto range = [&](int lo, int hi, std::string_view host, int port) {
+    reply += "*3\r\n:" + std::to_string(lo) + "\r\n:" + std::to_string(hi) + "\r\n";
+    reply += "*2\r\n$" + std::to_string(host.size()) + "\r\n" + std::string(host) +
+             "\r\n:" + std::to_string(port) + "\r\n";
+  };
+  range(8192, 16383, "10.0.0.1", 7000);
+  range(0, 8191, "10.0.0.2", 7001);
+  std::string error;
+  auto map = SlotMap::fromClusterSlots(reply, "10.0.0.9", &error);
+  REQUIRE(map);
+  const auto order = map->mastersBySlot();
+  REQUIRE(order.size() == 2);
+  CHECK(map->masters()[order[0]].port == 7001);
+  CHECK(map->masters()[order[1]].port == 7000);
+  CHECK(map->sameRouting(*map));
+  ClusterNode other{"10.0.0.3", 7002, ""};
+  const auto moved = map->withSlotMovedTo(5, other);
+  CHECK_FALSE(map->sameRouting(moved));
+  CHECK_FALSE(moved.sameRouting(*map));
+  CHECK(moved.sameRouting(map->withSlotMovedTo(5, other)));
+}
