@@ -1,6 +1,6 @@
 #pragma once
 
-// Where a command goes in cluster mode (docs/cluster-design.md has the table). Pure: the
+// Where a command goes in cluster mode (docs/cluster.md has the table). Pure: the
 // session asks, then sends; tests call it with argv alone.
 //
 //   kSlot        every key in one slot: that slot's master
