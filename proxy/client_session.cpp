@@ -332,6 +332,7 @@ ClientSession::Step ClientSession::dispatchCommand(Args args, std::string_view r
         replyLocal("+OK\r\n");
         inMulti_ = true;
         multiDeferred_ = true;
+        txAborted_ = false;
         txSlot_ = -1;
         return Step::kNext;
       }
@@ -343,11 +344,17 @@ ClientSession::Step ClientSession::dispatchCommand(Args args, std::string_view r
     case Special::kDiscard: {
       if (!inMulti_ && !dedicatedActive()) break;  // Redis answers "without MULTI"
       if (multiDeferred_) {
-        // Nothing was queued, so Redis never saw the MULTI: answer as it would have.
+        // Nothing reached Redis, so it never saw the MULTI: answer as it would have (a command
+        // that could not be queued aborts the transaction, as in Redis).
         WorkerStats::add(worker_.stats().commandsLocal);
-        replyLocal(special == Special::kExec ? "*0\r\n" : "+OK\r\n");
-        inMulti_ = multiDeferred_ = watching_ = false;
-        txSlot_ = -1;
+        if (special == Special::kDiscard) {
+          replyLocal("+OK\r\n");
+        } else if (txAborted_) {
+          replyError("EXECABORT Transaction discarded because of previous errors.");
+        } else {
+          replyLocal("*0\r\n");
+        }
+        clearConnectionState();
         return Step::kNext;
       }
       const bool wasMulti = inMulti_;
@@ -476,6 +483,7 @@ ClientSession::Step ClientSession::forwardDedicated(std::string_view raw, Expect
   }
   UpstreamConnection* conn = ensureDedicated(node);
   if (conn == nullptr) {
+    if (multiDeferred_) txAborted_ = true;
     if (cluster_ && !dedicated_) {
       replyError(clusterDownError());
     } else {
@@ -538,7 +546,7 @@ void ClientSession::noteRouteDone() {
 }
 
 void ClientSession::clearConnectionState() {
-  inMulti_ = watching_ = multiDeferred_ = false;
+  inMulti_ = watching_ = multiDeferred_ = txAborted_ = false;
   txSlot_ = -1;
   channels_ = patterns_ = shardChannels_ = 0;
   pubsubExpects_ = 0;
@@ -604,10 +612,8 @@ ClientSession::Step ClientSession::forwardCluster(Args args, std::string_view ra
     }
     case ClusterRoute::kKeyless:
       return sendToSlot(raw, keylessSlot_, 0, false);
-    case ClusterRoute::kRandom: {
-      thread_local std::minstd_rand random(std::random_device{}());
-      return sendToSlot(raw, static_cast<std::uint16_t>(random() % kClusterSlots), 0, false);
-    }
+    case ClusterRoute::kRandom:
+      return forwardAllMasters(raw, routing.merge);
     case ClusterRoute::kCrossSlot:
       return refuseCrossSlot();
     case ClusterRoute::kSplit:
@@ -728,7 +734,12 @@ ClientSession::Step ClientSession::forwardAllMasters(std::string_view raw, Merge
     return Step::kNext;
   }
   WorkerStats::add(worker_.stats().clusterFanouts);
-  const auto masters = map->masters();  // a copy: sending may not change it, but be sure
+  auto masters = map->masters();  // a copy: sending may not change it, but be sure
+  if (merge == MergeKind::kNonNil && masters.size() > 1) {
+    // RANDOMKEY: the first master asked with a key answers, so start at a random one.
+    thread_local std::minstd_rand random(std::random_device{}());
+    std::rotate(masters.begin(), masters.begin() + random() % masters.size(), masters.end());
+  }
   const std::uint64_t seq = pushSlot();
   auto fan = std::make_shared<Fanout>(shared_from_this(), seq, ReplyMerger(merge, masters.size()));
   fan->parts.resize(masters.size());

@@ -226,6 +226,7 @@ class ClientSession final : public ReplySink, public std::enable_shared_from_thi
   const std::uint16_t keylessSlot_;  // keyless commands go to this slot's master
   std::vector<commands::KeyRef> keys_;
   bool multiDeferred_ = false;  // MULTI answered, not yet sent: it goes with the first command
+  bool txAborted_ = false;      // a command of the deferred transaction could not be queued
   std::int32_t txSlot_ = -1;    // the slot of this client's WATCH / transaction keys
 
   std::shared_ptr<UpstreamConnection> dedicated_;

@@ -29,7 +29,7 @@ constexpr FanOut kFanOut[] = {
     {"dbsize", ClusterRoute::kAllMasters, MergeKind::kSum},
     {"keys", ClusterRoute::kAllMasters, MergeKind::kConcat},
     {"scan", ClusterRoute::kScan, MergeKind::kSum},
-    {"randomkey", ClusterRoute::kRandom, MergeKind::kSum},
+    {"randomkey", ClusterRoute::kRandom, MergeKind::kNonNil},
 };
 
 }  // namespace

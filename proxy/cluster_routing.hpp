@@ -9,7 +9,7 @@
 //   kAllMasters  SCRIPT LOAD|EXISTS|FLUSH, FUNCTION LOAD|DELETE|FLUSH|RESTORE, FLUSHALL, FLUSHDB,
 //                DBSIZE, KEYS: every master, replies merged
 //   kScan        SCAN: one master at a time, the cursor says which
-//   kRandom      RANDOMKEY: one master picked at random
+//   kRandom      RANDOMKEY: every master, starting at a random one; the first key found
 //   kKeyless     anything else without keys: one master, the same for a client's whole session
 
 #include <cstdint>

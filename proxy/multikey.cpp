@@ -51,7 +51,9 @@ ReplyMerger::ReplyMerger(const SplitPlan& plan) : kind_(plan.kind), expected_(pl
   if (kind_ == MergeKind::kValues) values_.resize(plan.keyCount);
 }
 
-ReplyMerger::ReplyMerger(MergeKind kind, std::size_t parts) : kind_(kind), expected_(parts) {}
+ReplyMerger::ReplyMerger(MergeKind kind, std::size_t parts) : kind_(kind), expected_(parts) {
+  if (kind_ == MergeKind::kNonNil) values_.resize(parts);
+}
 
 bool ReplyMerger::add(std::size_t index, std::string_view frame) {
   if (index >= expected_) return complete();
@@ -102,6 +104,9 @@ bool ReplyMerger::add(std::size_t index, std::string_view frame) {
       break;
     case MergeKind::kFirst:
       if (index == 0) values_.assign(1, std::string(frame));
+      break;
+    case MergeKind::kNonNil:
+      values_[index].assign(frame);
       break;
     case MergeKind::kAndArray:
     case MergeKind::kConcat: {
@@ -159,6 +164,13 @@ std::string ReplyMerger::result() const {
       out = "+OK\r\n";
       break;
     case MergeKind::kFirst:
+      if (!values_.empty()) out = values_.front();
+      break;
+    case MergeKind::kNonNil:
+      for (const auto& v : values_) {
+        const bool nil = v == "$-1\r\n" || v == "_\r\n" || v == "*-1\r\n";
+        if (!nil) return v;
+      }
       if (!values_.empty()) out = values_.front();
       break;
     case MergeKind::kAndArray:

@@ -23,6 +23,7 @@ enum class MergeKind : std::uint8_t {
   kFirst,     // SCRIPT LOAD, FUNCTION LOAD: every part must succeed; the first part's reply
   kAndArray,  // SCRIPT EXISTS: arrays of 0/1, element-wise AND (1 only where every node has it)
   kConcat,    // KEYS: arrays concatenated in part order
+  kNonNil,    // RANDOMKEY: the first part's reply that is not nil (nil if all are)
 };
 
 // The merge kind of a command keygate splits by slot (`name` lowercase), or nullopt.
@@ -64,7 +65,8 @@ class ReplyMerger {
   std::size_t expected_;
   std::size_t answered_ = 0;
   std::vector<std::vector<std::uint32_t>> keyOrders_;
-  std::vector<std::string> values_;  // kValues: each key's value frame; kFirst: part 0's reply
+  // kValues: each key's value frame; kFirst: part 0's reply; kNonNil: each part's reply
+  std::vector<std::string> values_;
   std::vector<std::int64_t> flags_;  // kAndArray
   bool haveFlags_ = false;
   std::size_t concatCount_ = 0;  // kConcat: elements so far

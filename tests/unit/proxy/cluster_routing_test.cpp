@@ -75,6 +75,7 @@ TEST_CASE("keyless commands: fan-outs, SCAN, RANDOMKEY, and one master for the r
   CHECK(route({"KEYS", "*"}).merge == MergeKind::kConcat);
   CHECK(route({"SCAN", "0"}).route == ClusterRoute::kScan);
   CHECK(route({"RANDOMKEY"}).route == ClusterRoute::kRandom);
+  CHECK(route({"RANDOMKEY"}).merge == MergeKind::kNonNil);
   for (auto argv : std::vector<std::vector<std::string_view>>{
            {"PUBLISH", "ch", "m"}, {"TIME"}, {"EVAL", "return 1", "0"}, {"FUNCTION", "LIST"}}) {
     INFO(argv[0]);

@@ -161,3 +161,15 @@ TEST_CASE("fan-out merges: first reply, AND of arrays, concatenation, all OK") {
     CHECK(sum.result() == ":42\r\n");
   }
 }
+
+TEST_CASE("kNonNil answers the first part that found something") {
+  ReplyMerger m(MergeKind::kNonNil, 3);
+  m.add(0, "$-1\r\n");
+  m.add(2, "$2\r\nk9\r\n");
+  CHECK(m.add(1, "$2\r\nk1\r\n"));
+  CHECK(m.result() == "$2\r\nk1\r\n");
+  ReplyMerger empty(MergeKind::kNonNil, 2);
+  empty.add(0, "_\r\n");
+  CHECK(empty.add(1, "_\r\n"));
+  CHECK(empty.result() == "_\r\n");
+}
