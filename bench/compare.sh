@@ -7,8 +7,14 @@
 # medians: requests/s, ratio to direct, p50/p99 latency and CPU time per request.
 # Only ratios measured within one run are meaningful; absolute numbers move between runs.
 #
+# MODE=cluster instead starts a Redis Cluster (3 masters + 3 replicas) and compares
+# `redis-benchmark --cluster` against the cluster (cluster-direct) with plain redis-benchmark
+# through keygate --cluster (keygate-t1, keygate-t2); ratios are to cluster-direct.
+#
 # Usage: bench/compare.sh [> results.md]      (progress goes to stderr)
+#        MODE=cluster bench/compare.sh [> results.md]
 # Environment (defaults in brackets):
+#   MODE [standalone]     standalone: one redis-server; cluster: a 3+3 Redis Cluster
 #   ROUNDS [5]            interleaved rounds; medians are taken over them
 #   N_P1 [200000]         requests per run at pipeline 1
 #   N_P16 [1000000]       requests per run at pipeline 16 (N_P<k> for any PIPELINES entry)
@@ -17,7 +23,9 @@
 #   TESTS ["set get"]     redis-benchmark -t tests, in this order each round
 #   CLIENTS [50]          redis-benchmark -c
 #   KEYSPACE [100000]     redis-benchmark -r; all keys are written before the GET runs
-#   TARGETS ["direct nutcracker keygate-t1 keygate-t2"]
+#   TARGETS ["direct nutcracker keygate-t1 keygate-t2"; cluster: "cluster-direct keygate-t1 keygate-t2"]
+#   CLIENT_THREADS [cluster: 1]  redis-benchmark --threads for every target (empty: none, so
+#                         --cluster uses one thread per master and plain runs none)
 #   KEYGATE               keygate binary [build-release/proxy/keygate, else build-bench/...]
 #   KEYGATE_ARGS          extra keygate arguments, e.g. "--config config/example.yaml"
 #   RUN_TIMEOUT [300]     seconds before one redis-benchmark run is abandoned
@@ -34,34 +42,89 @@ PIPELINES=${PIPELINES:-1 16}
 TESTS=${TESTS:-set get}
 CLIENTS=${CLIENTS:-50}
 KEYSPACE=${KEYSPACE:-100000}
-TARGETS=${TARGETS:-direct nutcracker keygate-t1 keygate-t2}
+MODE=${MODE:-standalone}
+case $MODE in
+    standalone) BASE=direct DEFAULT_TARGETS="direct nutcracker keygate-t1 keygate-t2" ;;
+    cluster) BASE=cluster-direct DEFAULT_TARGETS="cluster-direct keygate-t1 keygate-t2" ;;
+    *) echo "MODE must be standalone or cluster, not '$MODE'" >&2; exit 2 ;;
+esac
+TARGETS=${TARGETS:-$DEFAULT_TARGETS}
 RUN_TIMEOUT=${RUN_TIMEOUT:-300}
+# redis-benchmark --cluster runs one thread per master unless told; on 2 CPUs that is slower
+# than one thread, and plain redis-benchmark has none. The same --threads for all targets keeps
+# the client side alike.
+if [[ $MODE == cluster ]]; then CLIENT_THREADS=${CLIENT_THREADS-1}; else CLIENT_THREADS=${CLIENT_THREADS:-}; fi
 
-bench_require redis-server redis-benchmark redis-cli nutcracker timeout
+if [[ $MODE == cluster ]]; then
+    BENCH_INFO_NUTCRACKER=0
+    bench_require redis-server redis-benchmark redis-cli timeout
+else
+    bench_require redis-server redis-benchmark redis-cli nutcracker timeout
+fi
 bench_init
 
 if [[ $TARGETS == *keygate* ]] && ! bench_keygate_bin >/dev/null; then
     bench_log "warning: no keygate binary found; running without the keygate targets"
     TARGETS=$(tr ' ' '\n' <<<"$TARGETS" | grep -v '^keygate' | xargs)
 fi
+if [[ $MODE == cluster && $TARGETS == *keygate* ]]; then
+    # A build from before cluster routing refuses --cluster; measure cluster-direct alone then.
+    probe=$(timeout -k 2 5 "$(bench_keygate_bin)" --cluster 127.0.0.1:1 --listen "127.0.0.1:$(bench_free_port)" \
+        --admin "127.0.0.1:$(bench_free_port)" 2>&1 || true)
+    if [[ $probe == *"not available in this build"* ]]; then
+        bench_log "warning: $(bench_keygate_bin) has no cluster mode yet; running without the keygate targets"
+        TARGETS=$(tr ' ' '\n' <<<"$TARGETS" | grep -v '^keygate' | xargs)
+    fi
+fi
+[[ -n $TARGETS ]] || bench_die "no targets left to run"
 
 declare -A PORT PID DEAD
-bench_start_redis
+if [[ $MODE == cluster ]]; then
+    bench_start_cluster 3 1 # sets REDIS_PORT/REDIS_PID to the first master's
+    REDIS_PIDS=("${CLUSTER_PIDS[@]}") STAT_PORTS=("${CLUSTER_MASTER_PORTS[@]}")
+else
+    bench_start_redis
+    REDIS_PIDS=("$REDIS_PID") STAT_PORTS=("$REDIS_PORT")
+fi
 for t in $TARGETS; do
-    case $t in
-        direct) PORT[$t]=$REDIS_PORT PID[$t]=$REDIS_PID ;;
-        nutcracker)
+    case $MODE:$t in
+        standalone:direct) PORT[$t]=$REDIS_PORT PID[$t]=$REDIS_PID ;;
+        standalone:nutcracker)
             bench_start_nutcracker "$REDIS_PORT"
             PORT[$t]=$NC_PORT PID[$t]=$NC_PID ;;
-        keygate-t*)
+        standalone:keygate-t*)
             bench_start_keygate "$t" "${t#keygate-t}" "$REDIS_PORT"
             PORT[$t]=$KG_PORT PID[$t]=$KG_PID ;;
-        *) bench_die "unknown target '$t'" ;;
+        # redis-benchmark --cluster connects to every master itself; PID is the first master's
+        # (liveness only: no proxy CPU is reported for the baseline).
+        cluster:cluster-direct) PORT[$t]=$REDIS_PORT PID[$t]=$REDIS_PID ;;
+        cluster:keygate-t*)
+            bench_start_keygate_cluster "$t" "${t#keygate-t}"
+            PORT[$t]=$KG_PORT PID[$t]=$KG_PID ;;
+        *) bench_die "unknown target '$t' for MODE=$MODE" ;;
     esac
 done
 
-redis_stat() { # redis_stat FIELD -> value from INFO
-    redis-cli -h 127.0.0.1 -p "$REDIS_PORT" INFO stats | tr -d '\r' | awk -F: -v f="$1" '$1 == f {print $2}'
+redis_stat() { # redis_stat FIELD -> value from INFO stats, summed over the (master) nodes
+    local port v sum=0
+    for port in "${STAT_PORTS[@]}"; do
+        v=$(redis-cli -h 127.0.0.1 -p "$port" INFO stats | tr -d '\r' | awk -F: -v f="$1" '$1 == f {print $2}')
+        sum=$((sum + ${v:-0}))
+    done
+    echo "$sum"
+}
+redis_ticks() { # CPU ticks of all redis-server processes (every cluster node, replicas too)
+    local pid sum=0
+    for pid in "${REDIS_PIDS[@]}"; do sum=$((sum + $(bench_cpu_ticks "$pid"))); done
+    echo "$sum"
+}
+redis_vcsw() { # voluntary context switches of all redis-server processes
+    local pid v sum=0
+    for pid in "${REDIS_PIDS[@]}"; do
+        read -r v _ < <(bench_ctxsw "$pid")
+        sum=$((sum + v))
+    done
+    echo "$sum"
 }
 
 RESULTS=$BENCH_TMP/results.tsv
@@ -80,17 +143,20 @@ run_one() {
     fi
     m0=$(redis_stat keyspace_misses)
     c0=$(bench_cpu_ticks "$pid")
-    r0=$(bench_cpu_ticks "$REDIS_PID")
+    r0=$(redis_ticks)
     read -r pv0 pi0 < <(bench_ctxsw "$pid")
-    read -r rv0 _ < <(bench_ctxsw "$REDIS_PID")
+    rv0=$(redis_vcsw)
+    local extra=()
+    [[ $target == cluster-direct ]] && extra+=(--cluster)
+    [[ -n $CLIENT_THREADS ]] && extra+=(--threads "$CLIENT_THREADS")
     b0=$(bench_machine_busy_ticks) a0=$(bench_machine_all_ticks) s0=$(bench_self_ticks)
-    timeout "$RUN_TIMEOUT" redis-benchmark -h 127.0.0.1 -p "$port" -c "$CLIENTS" -n "$n" \
+    timeout "$RUN_TIMEOUT" redis-benchmark "${extra[@]}" -h 127.0.0.1 -p "$port" -c "$CLIENTS" -n "$n" \
         -d "$size" -r "$KEYSPACE" -P "$p" -t "$test" --csv >"$out" 2>"$err" || rc=$?
     s1=$(bench_self_ticks) b1=$(bench_machine_busy_ticks) a1=$(bench_machine_all_ticks)
     c1=$(bench_cpu_ticks "$pid")
     read -r pv1 pi1 < <(bench_ctxsw "$pid")
-    read -r rv1 _ < <(bench_ctxsw "$REDIS_PID")
-    r1=$(bench_cpu_ticks "$REDIS_PID")
+    rv1=$(redis_vcsw)
+    r1=$(redis_ticks)
     m1=$(redis_stat keyspace_misses)
     local line
     line=$(grep -i "^\"$test\"," "$out" | tail -1 | tr -d '"' || true)
@@ -133,14 +199,30 @@ own_ticks() {
     local sum t
     sum=$(bench_self_ticks)
     for t in "${!PID[@]}"; do
-        [[ $t == direct ]] || sum=$((sum + $(bench_cpu_ticks "${PID[$t]}")))
+        [[ $t == "$BASE" ]] || sum=$((sum + $(bench_cpu_ticks "${PID[$t]}")))
     done
-    echo $((sum + $(bench_cpu_ticks "$REDIS_PID")))
+    echo $((sum + $(redis_ticks)))
 }
+# Cluster: plain redis-benchmark (through keygate) uses keys key:NNN over all slots;
+# redis-benchmark --cluster uses key:{TAG}:NNN with one TAG per master. Both are written.
+CLUSTER_PREFIXES=()
+if [[ $MODE == cluster ]]; then
+    CLUSTER_PREFIXES=("key:")
+    if [[ " $TARGETS " == *" cluster-direct "* ]]; then
+        mapfile -t -O 1 CLUSTER_PREFIXES < <(bench_cluster_benchmark_prefixes)
+        bench_log "redis-benchmark --cluster key prefixes: ${CLUSTER_PREFIXES[*]:1}"
+    fi
+fi
 OWN0=$(own_ticks) BUSY0=$(bench_machine_busy_ticks) ALL0=$(bench_machine_all_ticks)
 for size in $VALUE_SIZES; do
-    bench_log "populating $KEYSPACE keys with $size B values"
-    bench_populate "$KEYSPACE" "$size"
+    if [[ $MODE == cluster ]]; then
+        bench_log "populating $KEYSPACE keys x ${#CLUSTER_PREFIXES[@]} prefixes (${CLUSTER_PREFIXES[*]}) with $size B values"
+        bench_cluster_populate "$KEYSPACE" "$size" "${CLUSTER_PREFIXES[@]}"
+        bench_log "the cluster holds $(bench_cluster_dbsize) keys"
+    else
+        bench_log "populating $KEYSPACE keys with $size B values"
+        bench_populate "$KEYSPACE" "$size"
+    fi
     for ((round = 1; round <= ROUNDS; round++)); do
         bench_log "value size $size B, round $round/$ROUNDS"
         for p in $PIPELINES; do
@@ -159,21 +241,31 @@ FOREIGN=$(awk -v b=$((BUSY1 - BUSY0)) -v o=$((OWN1 - OWN0)) -v a=$((ALL1 - ALL0)
     'BEGIN {f = (b - o) / a * 100; if (f < 0) f = 0; printf "%.0f%%", f}')
 if [[ -n ${RAW:-} ]]; then cp "$RESULTS" "$RAW"; fi
 
-echo "## redis-benchmark: direct Redis vs nutcracker vs keygate"
+if [[ $MODE == cluster ]]; then
+    echo "## redis-benchmark: Redis Cluster direct vs keygate in cluster mode"
+else
+    echo "## redis-benchmark: direct Redis vs nutcracker vs keygate"
+fi
 echo
 bench_machine_info
-echo "- load: redis-benchmark -c $CLIENTS -r $KEYSPACE --csv, -t {$(xargs <<<"$TESTS" | tr ' ' ',')}, -P {$(xargs <<<"$PIPELINES" | tr ' ' ',')}, $(for p in $PIPELINES; do v="N_P$p"; printf -- '-n %s at P%s, ' "${!v:-$N_P1}" "$p"; done)$ROUNDS interleaved rounds, ${ELAPSED}s in all"
+echo "- load: redis-benchmark -c $CLIENTS -r $KEYSPACE --csv${CLIENT_THREADS:+ --threads $CLIENT_THREADS}, -t {$(xargs <<<"$TESTS" | tr ' ' ',')}, -P {$(xargs <<<"$PIPELINES" | tr ' ' ',')}, $(for p in $PIPELINES; do v="N_P$p"; printf -- '-n %s at P%s, ' "${!v:-$N_P1}" "$p"; done)$ROUNDS interleaved rounds, ${ELAPSED}s in all"
 for t in $TARGETS; do
     if [[ $t == keygate-t* ]]; then echo "- $t: \`$(sed "s|$BENCH_REPO/||; s|127.0.0.1:[0-9]*|127.0.0.1:PORT|g" "$BENCH_TMP/$t/cmdline")\`"; fi
 done
 echo "- other processes on the machine used $FOREIGN of its CPU time during the run (load average at start: $LOAD_START, at end: $LOAD_END; the benchmark itself keeps about 2 CPUs busy)"
-echo "- nutcracker: one pool, server_connections 1, preconnect, single-threaded; all processes on the same $(nproc) CPUs, unpinned"
+if [[ $MODE == cluster ]]; then
+    echo "- cluster: ${#CLUSTER_MASTER_PORTS[@]} masters + $((${#CLUSTER_PORTS[@]} - ${#CLUSTER_MASTER_PORTS[@]})) replicas (redis-server, no persistence, cluster-node-timeout 5000), created with \`redis-cli --cluster create --cluster-replicas 1\`; all processes on the same $(nproc) CPUs, unpinned"
+    echo "- cluster-direct: \`redis-benchmark --cluster\` (clients spread over the masters; each master's requests under one hash tag: keys ${CLUSTER_PREFIXES[*]:1}...); keygate targets: plain redis-benchmark, keys key:NNN over all slots; both key spaces written before the first round; redis CPU and context switches count all $((${#CLUSTER_PORTS[@]})) nodes, replicas included"
+else
+    echo "- nutcracker: one pool, server_connections 1, preconnect, single-threaded; all processes on the same $(nproc) CPUs, unpinned"
+fi
 echo
 
-"$BENCH_PY" - "$RESULTS" <<'EOF'
+"$BENCH_PY" - "$RESULTS" "$MODE" "$BASE" <<'EOF'
 import csv, statistics, sys
 
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
+mode, base = sys.argv[2], sys.argv[3]
 def num(v):
     try:
         return float(v)
@@ -191,23 +283,33 @@ by = {}
 for r in rows:
     by.setdefault((r["size"], r["pipeline"], r["test"], r["target"]), {})[r["round"]] = r
 
-print("Medians over rounds. `x direct` is the median of per-round ratios (target req/s over "
-      "direct req/s measured in the same round); so is `x nutcracker` below. `+p99` is the median "
-      "p99 added over direct in the same round. CPU is user+system time per request of the proxy "
-      "(all threads), of redis-server and of redis-benchmark (`client`); `CPU idle` is the share "
-      "of the machine's CPU time left idle during the run. Rounds in which other processes "
-      "used more than 10% of the CPU are named in `notes`; they are still counted.")
+if mode == "cluster":
+    print("Medians over rounds. `x cluster-direct` is the median of per-round ratios (target req/s "
+          "over cluster-direct req/s measured in the same round). `+p99` is the median p99 added "
+          "over cluster-direct in the same round. CPU is user+system time per request of the proxy "
+          "(all threads), of all redis-server nodes together (replicas included) and of "
+          "redis-benchmark (`client`); `CPU idle` is the share of the machine's CPU time left idle "
+          "during the run. Rounds in which other processes used more than 10% of the CPU are named "
+          "in `notes`; they are still counted.")
+else:
+    print("Medians over rounds. `x direct` is the median of per-round ratios (target req/s over "
+          "direct req/s measured in the same round); so is `x nutcracker` below. `+p99` is the median "
+          "p99 added over direct in the same round. CPU is user+system time per request of the proxy "
+          "(all threads), of redis-server and of redis-benchmark (`client`); `CPU idle` is the share "
+          "of the machine's CPU time left idle during the run. Rounds in which other processes "
+          "used more than 10% of the CPU are named in `notes`; they are still counted.")
 print()
 checks = []
+cluster_checks = []
 for size in dict.fromkeys(g[0] for g in groups):
     print(f"### {size} B values")
     print()
-    print("| test | P | target | req/s | x direct | p50 ms | p99 ms | +p99 ms | proxy CPU us/req | redis CPU us/req | client CPU us/req | CPU idle % | req/s per round | notes |")
+    print(f"| test | P | target | req/s | x {base} | p50 ms | p99 ms | +p99 ms | proxy CPU us/req | redis CPU us/req | client CPU us/req | CPU idle % | req/s per round | notes |")
     print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
     for (s, p, test) in groups:
         if s != size:
             continue
-        direct = by.get((s, p, test, "direct"), {})
+        direct = by.get((s, p, test, base), {})
         for t in targets:
             runs = by.get((s, p, test, t), {})
             ordered = [runs[k] for k in sorted(runs, key=int)]
@@ -222,7 +324,7 @@ for size in dict.fromkeys(g[0] for g in groups):
             p99 = med(num(r["p99_ms"]) for r in ordered)
             dp99 = med(num(r["p99_ms"]) - num(direct[k]["p99_ms"]) for k, r in runs.items()
                        if k in direct and num(r["p99_ms"]) is not None and num(direct[k]["p99_ms"]) is not None)
-            cpu = None if t == "direct" else med(num(r["proxy_cpu_us"]) for r in ordered)
+            cpu = None if t == base else med(num(r["proxy_cpu_us"]) for r in ordered)
             rcpu = med(num(r["redis_cpu_us"]) for r in ordered)
             ccpu = med(num(r["client_cpu_us"]) for r in ordered)
             idle = med(num(r["idle_pct"]) for r in ordered)
@@ -238,10 +340,12 @@ for size in dict.fromkeys(g[0] for g in groups):
             if test.lower() == "get" and misses:
                 notes.append(f"{misses} GET misses")
             print(f"| {test.upper()} | {p} | {t} | {fmt(rps, ',.0f')} | "
-                  f"{'1.00' if t == 'direct' else fmt(ratio, '.2f')} | {fmt(p50, '.3f')} | {fmt(p99, '.3f')} | "
-                  f"{'' if t == 'direct' else fmt(dp99, '+.3f')} | {'' if t == 'direct' else fmt(cpu, '.2f')} | "
+                  f"{'1.00' if t == base else fmt(ratio, '.2f')} | {fmt(p50, '.3f')} | {fmt(p99, '.3f')} | "
+                  f"{'' if t == base else fmt(dp99, '+.3f')} | {'' if t == base else fmt(cpu, '.2f')} | "
                   f"{fmt(rcpu, '.2f')} | {fmt(ccpu, '.2f')} | {fmt(idle, '.0f')} | {per} | {'; '.join(notes)} |")
-            if t == "keygate-t1":
+            if mode == "cluster" and t.startswith("keygate"):
+                cluster_checks.append((f"{test.upper()} P{p} {s} B", t, p, ratio, len(ratios)))
+            if mode == "standalone" and t == "keygate-t1":
                 nc = by.get((s, p, test, "nutcracker"), {})
                 nc_ratio = med(num(r["rps"]) / num(nc[k]["rps"]) for k, r in runs.items()
                                if k in nc and num(r["rps"]) and num(nc[k]["rps"]))
@@ -256,16 +360,18 @@ print()
 print("A voluntary switch is a process going to sleep to wait for I/O: fewer per request means "
       "bigger batches per read/write. Involuntary ones are preemptions (more runnable threads than CPUs).")
 print()
-print("| value size | test | P | target | proxy voluntary | proxy involuntary | redis-server voluntary |")
+print("| value size | test | P | target | proxy voluntary | proxy involuntary | redis-server voluntary |"
+      if mode == "standalone" else
+      "| value size | test | P | target | proxy voluntary | proxy involuntary | redis-server voluntary (all nodes) |")
 print("|---:|---|---:|---|---:|---:|---:|")
 for (s, p, test) in groups:
     for t in targets:
         ordered = list(by.get((s, p, test, t), {}).values())
-        pv = None if t == "direct" else med(num(r["proxy_vcsw_k"]) for r in ordered)
-        pi = None if t == "direct" else med(num(r["proxy_icsw_k"]) for r in ordered)
+        pv = None if t == base else med(num(r["proxy_vcsw_k"]) for r in ordered)
+        pi = None if t == base else med(num(r["proxy_icsw_k"]) for r in ordered)
         rv = med(num(r["redis_vcsw_k"]) for r in ordered)
-        print(f"| {s} | {test.upper()} | {p} | {t} | {'' if t == 'direct' else fmt(pv, '.1f')} | "
-              f"{'' if t == 'direct' else fmt(pi, '.1f')} | {fmt(rv, '.1f')} |")
+        print(f"| {s} | {test.upper()} | {p} | {t} | {'' if t == base else fmt(pv, '.1f')} | "
+              f"{'' if t == base else fmt(pi, '.1f')} | {fmt(rv, '.1f')} |")
 print()
 
 if checks:
@@ -282,5 +388,18 @@ if checks:
         lat = None if dp99 is None or nc_dp99 is None else dp99 < nc_dp99
         print(f"| {name} | {yn(above)}{detail} | {yn(meets)} ({fmt(ratio, '.2f')} vs {goal}) | "
               f"{yn(lat)} ({fmt(dp99, '+.3f')} vs {fmt(nc_dp99, '+.3f')} ms) |")
+    print()
+
+if cluster_checks:
+    print("### Goal: keygate at least 0.8x cluster-direct at pipeline 16 (issue 3)")
+    print()
+    print("| row | target | x cluster-direct | rounds | goal met |")
+    print("|---|---|---:|---:|---|")
+    for name, t, p, ratio, nrounds in cluster_checks:
+        if p == "16":
+            met = "-" if ratio is None else ("yes" if ratio >= 0.8 else "**no**")
+        else:
+            met = "(no goal at P" + p + ")"
+        print(f"| {name} | {t} | {fmt(ratio, '.3f')} | {nrounds} | {met} |")
     print()
 EOF

@@ -161,12 +161,17 @@ bench_keygate_bin() {
 
 # bench_start_keygate NAME THREADS UPSTREAM_PORT -> sets KG_PORT, KG_PID
 # Extra arguments from $KEYGATE_ARGS (e.g. "--config config/example.yaml").
+# With BENCH_KG_UPSTREAM_ARGS set, those replace "--upstream 127.0.0.1:UPSTREAM_PORT".
 bench_start_keygate() {
     local name=$1 threads=$2 upstream=$3 bin dir=$BENCH_TMP/$1
     bin=$(bench_keygate_bin) || bench_die "no keygate binary (set KEYGATE=...)"
     mkdir -p "$dir"
     KG_PORT=$(bench_free_port)
-    local args=(--listen "127.0.0.1:$KG_PORT" --upstream "127.0.0.1:$upstream" --threads "$threads")
+    local args=(--listen "127.0.0.1:$KG_PORT")
+    # BENCH_KG_UPSTREAM_ARGS replaces --upstream (bench_start_keygate_cluster: --cluster ...).
+    # shellcheck disable=SC2206
+    if [[ -n ${BENCH_KG_UPSTREAM_ARGS:-} ]]; then args+=($BENCH_KG_UPSTREAM_ARGS); else args+=(--upstream "127.0.0.1:$upstream"); fi
+    args+=(--threads "$threads")
     local help
     help=$(timeout 5 "$bin" --help 2>&1 || true)
     # Own admin port, so that two instances never collide on a default one.
@@ -191,7 +196,11 @@ bench_machine_info() {
     echo "- machine: $(nproc) CPUs, $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo), $(awk '/^MemTotal/ {printf "%.1f GiB RAM", $2/1048576}' /proc/meminfo)"
     echo "- kernel: $(uname -sr)"
     echo "- git rev: $rev"
-    echo "- $(redis-server --version | awk '{print $1, $2, $3}'), $(redis-benchmark --version 2>/dev/null | head -1), $(nutcracker --version 2>&1 | head -1 | sed 's/This is //')"
+    local versions
+    versions="$(redis-server --version | awk '{print $1, $2, $3}'), $(redis-benchmark --version 2>/dev/null | head -1)"
+    # BENCH_INFO_NUTCRACKER=0: a run without nutcracker (compare.sh MODE=cluster).
+    [[ ${BENCH_INFO_NUTCRACKER:-1} == 0 ]] || versions+=", $(nutcracker --version 2>&1 | head -1 | sed 's/This is //')"
+    echo "- $versions"
     local bin
     if bin=$(bench_keygate_bin); then
         echo "- keygate: ${bin#"$BENCH_REPO"/} ($(timeout 5 "$bin" --version 2>/dev/null | head -1 || true))"
@@ -210,4 +219,216 @@ for i in range(n):
     key = b"key:%012d" % i
     out.write(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(key), key, size, value))
 EOF
+}
+
+# ---------------------------------------------------------------------------------------------
+# Redis Cluster (compare.sh MODE=cluster)
+# ---------------------------------------------------------------------------------------------
+
+# Set by bench_start_cluster: every node's port and PID (same order), the masters' ports and
+# PIDs, and the seed list for keygate --cluster ("127.0.0.1:P,127.0.0.1:P,...").
+CLUSTER_PORTS=()
+CLUSTER_PIDS=()
+CLUSTER_MASTER_PORTS=()
+CLUSTER_MASTER_PIDS=()
+CLUSTER_SEEDS=""
+
+# bench_cluster_free_port [TAKEN...]: a port P such that P and P+10000 (the cluster bus port)
+# are both free now and neither is among TAKEN. P is drawn from 10000-19999, so both stay below
+# the kernel's ephemeral range (32768+) and no client socket holds them by chance.
+bench_cluster_free_port() {
+    "$BENCH_PY" - "$@" <<'PYEOF'
+import random, socket, sys
+taken = {int(a) for a in sys.argv[1:]}
+def bindable(port):
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+for _ in range(2000):
+    p = random.randrange(10000, 20000)
+    if p in taken or p + 10000 in taken or p - 10000 in taken:
+        continue
+    if bindable(p) and bindable(p + 10000):
+        print(p)
+        sys.exit(0)
+sys.exit("no free port pair (P, P+10000)")
+PYEOF
+}
+
+# bench_cluster_info PORT FIELD -> the value of FIELD in CLUSTER INFO of the node on PORT.
+bench_cluster_info() {
+    timeout 2 redis-cli -h 127.0.0.1 -p "$1" CLUSTER INFO 2>/dev/null | tr -d '\r' |
+        awk -F: -v f="$2" '$1 == f {print $2}'
+}
+
+# bench_cluster_ready MASTERS: every node says cluster_state:ok, knows all nodes, sees all
+# 16384 slots served and MASTERS masters owning them with every other node their replica,
+# and every replica's link to its master is up.
+bench_cluster_ready() {
+    local masters=$1 port role link n=${#CLUSTER_PORTS[@]} view
+    for port in "${CLUSTER_PORTS[@]}"; do
+        [[ $(bench_cluster_info "$port" cluster_state) == ok ]] || return 1
+        [[ $(bench_cluster_info "$port" cluster_slots_ok) == 16384 ]] || return 1
+        [[ $(bench_cluster_info "$port" cluster_known_nodes) == "$n" ]] || return 1
+        view=$(timeout 2 redis-cli -h 127.0.0.1 -p "$port" CLUSTER NODES 2>/dev/null | tr -d '\r' |
+            awk '$3 ~ /master/ && NF > 8 {m++} $3 ~ /slave/ {r++} END {print m + 0, r + 0}')
+        [[ $view == "$masters $((n - masters))" ]] || return 1
+        role=$(timeout 2 redis-cli -h 127.0.0.1 -p "$port" INFO replication 2>/dev/null | tr -d '\r' |
+            awk -F: '$1 == "role" {print $2}')
+        if [[ $role == slave ]]; then
+            link=$(timeout 2 redis-cli -h 127.0.0.1 -p "$port" INFO replication 2>/dev/null | tr -d '\r' |
+                awk -F: '$1 == "master_link_status" {print $2}')
+            [[ $link == up ]] || return 1
+        elif [[ $role != master ]]; then
+            return 1
+        fi
+    done
+}
+
+# bench_start_cluster [MASTERS [REPLICAS_PER_MASTER]] (default 3 and 1): a Redis Cluster of
+# redis-server processes (no persistence) on free loopback port pairs, created with
+# `redis-cli --cluster create`; returns once bench_cluster_ready. Sets CLUSTER_* above and, for
+# the helpers that take one Redis, REDIS_PORT/REDIS_PID to the first master's.
+bench_start_cluster() {
+    local masters=${1:-3} replicas=${2:-1} total i port dir pid addrs=() taken=()
+    total=$((masters * (1 + replicas)))
+    CLUSTER_PORTS=() CLUSTER_PIDS=() CLUSTER_MASTER_PORTS=() CLUSTER_MASTER_PIDS=()
+    for ((i = 0; i < total; i++)); do
+        port=$(bench_cluster_free_port "${taken[@]}") || bench_die "no free port pair for a cluster node"
+        taken+=("$port")
+        dir=$BENCH_TMP/cluster/node$i
+        mkdir -p "$dir"
+        redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+            --dir "$dir" --logfile "$dir/redis.log" --daemonize no --protected-mode no \
+            --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 5000 \
+            --cluster-allow-replica-migration no --repl-diskless-sync-delay 0 --shutdown-timeout 0 \
+            >/dev/null 2>&1 &
+        pid=$!
+        BENCH_PIDS+=("$pid")
+        CLUSTER_PORTS+=("$port") CLUSTER_PIDS+=("$pid")
+        addrs+=("127.0.0.1:$port")
+    done
+    for ((i = 0; i < total; i++)); do
+        bench_wait_pong "${CLUSTER_PORTS[i]}" 10 ||
+            bench_die "cluster node $i did not start (see $BENCH_TMP/cluster/node$i/redis.log)"
+    done
+    timeout 60 redis-cli --cluster create "${addrs[@]}" --cluster-replicas "$replicas" --cluster-yes \
+        >"$BENCH_TMP/cluster/create.log" 2>&1 ||
+        bench_die "redis-cli --cluster create failed: $(tail -5 "$BENCH_TMP/cluster/create.log" | tr '\n' ' ')"
+    for ((i = 0; i < 600; i++)); do
+        bench_cluster_ready "$masters" && break
+        sleep 0.1
+    done
+    bench_cluster_ready "$masters" || bench_die "the cluster did not reach cluster_state:ok on every node within 60 s"
+    # Masters from the cluster's own view (redis-cli picks which nodes become replicas).
+    local masters_up
+    masters_up=$(timeout 2 redis-cli -h 127.0.0.1 -p "${CLUSTER_PORTS[0]}" CLUSTER NODES | tr -d '\r' |
+        awk '$3 ~ /master/ && NF > 8 {split($2, a, "[:@]"); print a[2]}' | sort -n)
+    for port in $masters_up; do
+        for ((i = 0; i < total; i++)); do
+            [[ ${CLUSTER_PORTS[i]} == "$port" ]] && CLUSTER_MASTER_PIDS+=("${CLUSTER_PIDS[i]}")
+        done
+        CLUSTER_MASTER_PORTS+=("$port")
+    done
+    ((${#CLUSTER_MASTER_PORTS[@]} == masters)) || bench_die "expected $masters masters, the cluster has: $masters_up"
+    CLUSTER_SEEDS=$(printf '127.0.0.1:%s,' "${CLUSTER_MASTER_PORTS[@]}")
+    CLUSTER_SEEDS=${CLUSTER_SEEDS%,}
+    REDIS_PORT=${CLUSTER_MASTER_PORTS[0]} REDIS_PID=${CLUSTER_MASTER_PIDS[0]}
+    bench_log "redis cluster: $masters masters (${CLUSTER_MASTER_PORTS[*]}) + $((total - masters)) replicas, pids ${CLUSTER_PIDS[*]}"
+}
+
+# bench_cluster_populate KEYS SIZE [PREFIX...]: for every PREFIX (default "key:") writes
+# PREFIX000000000000 .. PREFIX<KEYS-1> (12 digits: the names redis-benchmark -r uses) with
+# SIZE-byte values, each straight to the master that owns its slot (CRC16 of the key or of its
+# hash tag, as the cluster spec says), streamed through one `redis-cli --pipe` per master.
+# "key:" are plain redis-benchmark's keys (through keygate); redis-benchmark --cluster's are
+# "key:{TAG}:" (see bench_cluster_benchmark_prefixes).
+bench_cluster_populate() {
+    local n=$1 size=$2 dir=$BENCH_TMP/populate
+    shift 2
+    (($# > 0)) || set -- "key:"
+    mkdir -p "$dir"
+    timeout 5 redis-cli -h 127.0.0.1 -p "${CLUSTER_MASTER_PORTS[0]}" CLUSTER NODES | tr -d '\r' >"$dir/nodes"
+    "$BENCH_PY" - "$n" "$size" "$dir/nodes" "$@" <<'PYEOF' || bench_die "populating the cluster failed"
+import subprocess, sys
+n, size, nodes = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+prefixes = [p.encode() for p in sys.argv[4:]]
+table = []
+for byte in range(256):
+    crc = byte << 8
+    for _ in range(8):
+        crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
+    table.append(crc & 0xFFFF)
+def slot(key):
+    start = key.find(b"{")
+    if start >= 0:
+        end = key.find(b"}", start + 1)
+        if end > start + 1:
+            key = key[start + 1:end]
+    crc = 0
+    for b in key:
+        crc = ((crc << 8) & 0xFFFF) ^ table[((crc >> 8) ^ b) & 0xFF]
+    return crc % 16384
+owner = [None] * 16384
+for line in open(nodes):
+    f = line.split()
+    if len(f) < 9 or "master" not in f[2]:
+        continue
+    port = f[1].split("@")[0].rsplit(":", 1)[1]
+    for r in f[8:]:
+        if r.startswith("["):  # a slot being migrated
+            continue
+        lo, _, hi = r.partition("-")
+        for s in range(int(lo), int(hi or lo) + 1):
+            owner[s] = port
+if None in owner:
+    sys.exit("slot %d has no master" % owner.index(None))
+pipes = {p: subprocess.Popen(["redis-cli", "-h", "127.0.0.1", "-p", p, "--pipe"], stdin=subprocess.PIPE,
+                             stdout=subprocess.DEVNULL) for p in sorted(set(owner))}
+value = b"x" * size
+for prefix in prefixes:
+    for i in range(n):
+        key = b"%s%012d" % (prefix, i)
+        pipes[owner[slot(key)]].stdin.write(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(key), key, size, value))
+failed = False
+for p in pipes.values():
+    p.stdin.close()
+    failed |= p.wait() != 0
+sys.exit(1 if failed else 0)
+PYEOF
+}
+
+# bench_cluster_benchmark_prefixes: the key prefixes "key:{TAG}:" that `redis-benchmark
+# --cluster` uses against this cluster, found by letting it write a few keys and reading them
+# back. (redis-benchmark 7.0 puts all of a master's requests under one hash tag, the tag of
+# one slot of that master, not a random slot per request; the GET miss count in compare.sh's
+# table shows if that ever changes.)
+bench_cluster_benchmark_prefixes() {
+    local port
+    timeout 30 redis-benchmark --cluster -h 127.0.0.1 -p "${CLUSTER_MASTER_PORTS[0]}" \
+        -c "${#CLUSTER_MASTER_PORTS[@]}" -n 300 -r 1 -d 1 -t set -q >/dev/null 2>&1 ||
+        bench_die "redis-benchmark --cluster did not run against the cluster"
+    for port in "${CLUSTER_MASTER_PORTS[@]}"; do
+        timeout 10 redis-cli -h 127.0.0.1 -p "$port" --scan --pattern 'key:{*}*:000000000000'
+    done | sed 's/[0-9]*$//' | sort -u
+}
+
+# bench_cluster_dbsize: keys in the cluster (sum of DBSIZE over the masters).
+bench_cluster_dbsize() {
+    local port sum=0 n
+    for port in "${CLUSTER_MASTER_PORTS[@]}"; do
+        n=$(timeout 5 redis-cli -h 127.0.0.1 -p "$port" DBSIZE | tr -d '\r')
+        sum=$((sum + n))
+    done
+    echo "$sum"
+}
+
+# bench_start_keygate_cluster NAME THREADS -> sets KG_PORT, KG_PID: keygate in front of the
+# cluster started by bench_start_cluster (--cluster with every master as a seed), otherwise
+# as bench_start_keygate.
+bench_start_keygate_cluster() {
+    BENCH_KG_UPSTREAM_ARGS="--cluster $CLUSTER_SEEDS" bench_start_keygate "$1" "$2" ""
 }
