@@ -691,6 +691,8 @@ ClientSession::Step ClientSession::sendToSlot(std::string_view raw, std::uint16_
     return Step::kNext;
   }
   if (conn->failed()) {
+    // The node is down (its connection waits out a backoff): maybe a failover is under way.
+    worker_.requestTopologyRefresh();
     WorkerStats::add(worker_.stats().upstreamErrorsReplied);
     replyError(upstreamError(conn->lastError()));
     return Step::kNext;
@@ -698,7 +700,8 @@ ClientSession::Step ClientSession::sendToSlot(std::string_view raw, std::uint16_
   const std::uint64_t seq = pushSlot();
   Slot& s = slots_.back();
   s.keySlot = slot;
-  s.request.assign(raw);
+  s.requestLen = static_cast<std::uint32_t>(raw.size());
+  sentLog_.append(raw);
   noteSharedSend();
   conn->send(raw, shared_from_this(), seq | tagBits);
   return Step::kNext;
@@ -848,7 +851,8 @@ bool ClientSession::followRedirect(std::string_view frame, std::string_view requ
   // the same request again after a short, growing pause.
   WorkerStats::add(worker_.stats().clusterRetries);
   auto timer = std::make_shared<asio::steady_timer>(worker_.io());
-  timer->expires_after(std::chrono::milliseconds(25) * (1 << (redirects - 1)));
+  timer->expires_after(std::min(std::chrono::milliseconds(25) * (1 << (redirects - 1)),
+                                std::chrono::milliseconds(500)));
   timer->async_wait([self = shared_from_this(), timer, request = std::string(request), keySlot,
                      sink, tag](const boost::system::error_code& ec) {
     if (ec || self->closed_) return;
@@ -893,9 +897,9 @@ void ClientSession::onReply(std::uint64_t tag, std::string_view frame) {
     const std::uint64_t seq = tag & ~kTagBits;
     if (cluster_ && isClusterRedirect(frame)) {
       Slot* slot = findSlot(seq);
-      if (slot != nullptr && !slot->request.empty() &&
-          followRedirect(frame, slot->request, slot->keySlot, slot->redirects, shared_from_this(),
-                         tag)) {
+      if (slot != nullptr && slot->requestLen > 0 &&
+          followRedirect(frame, requestOf(*slot), slot->keySlot, slot->redirects,
+                         shared_from_this(), tag)) {
         return;  // the answer comes from the node the request was sent on to
       }
     }
@@ -924,6 +928,26 @@ void ClientSession::markDirty() {
 ClientSession::Slot* ClientSession::findSlot(std::uint64_t seq) {
   if (seq < headSeq_ || seq - headSeq_ >= slots_.size()) return nullptr;
   return &slots_[seq - headSeq_];
+}
+
+std::string_view ClientSession::requestOf(const Slot& slot) const {
+  return std::string_view(sentLog_).substr(slot.requestAt - sentLogBase_, slot.requestLen);
+}
+
+void ClientSession::trimSentLog() {
+  if (slots_.empty()) {
+    sentLogBase_ += sentLog_.size();
+    sentLog_.clear();
+    if (sentLog_.capacity() > kIdleBufferKeep) std::string().swap(sentLog_);
+    return;
+  }
+  // Every slot notes where the log ended when it was pushed, so the head's mark bounds what
+  // unanswered requests still need. Erasing moves the rest: do it once enough is dead.
+  const std::size_t dead = slots_.front().requestAt - sentLogBase_;
+  if (dead >= kIdleBufferKeep && dead * 2 >= sentLog_.size()) {
+    sentLog_.erase(0, dead);
+    sentLogBase_ += dead;
+  }
 }
 
 void ClientSession::onFailure(std::uint64_t tag, std::string_view reason) {
@@ -1113,7 +1137,7 @@ std::string ClientSession::upstreamError(std::string_view reason) const {
 // Reply ordering and writing
 
 std::uint64_t ClientSession::pushSlot() {
-  slots_.emplace_back();
+  slots_.emplace_back().requestAt = sentLogBase_ + sentLog_.size();
   return nextSeq_++;
 }
 
@@ -1125,7 +1149,6 @@ void ClientSession::completeSlot(std::uint64_t seq, std::string_view bytes) {
     Slot& slot = slots_[index];
     slot.data.assign(bytes);
     slot.ready = true;
-    if (!slot.request.empty()) std::string().swap(slot.request);
     storedBytes_ += slot.data.size();
     return;
   }
@@ -1138,6 +1161,7 @@ void ClientSession::completeSlot(std::uint64_t seq, std::string_view bytes) {
     slots_.pop_front();
     ++headSeq_;
   }
+  if (!sentLog_.empty()) trimSentLog();
 }
 
 void ClientSession::replyLocal(std::string_view bytes) {
@@ -1218,6 +1242,7 @@ void ClientSession::close() {
   slots_.clear();
   expects_.clear();
   storedBytes_ = 0;
+  std::string().swap(sentLog_);
   if (dedicated_) {
     dedicated_->setOwner(nullptr);
     dedicated_->close("client disconnected");

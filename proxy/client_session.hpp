@@ -63,8 +63,9 @@ class ClientSession final : public ReplySink, public std::enable_shared_from_thi
   static constexpr std::uint64_t kScanTagBit = std::uint64_t{1} << 61;  // cluster SCAN cursor
   static constexpr std::uint64_t kTagBits = kInfoTagBit | kScanTagBit;
   // Cluster: MOVED / ASK / TRYAGAIN / CLUSTERDOWN followed per request before the error is
-  // passed on.
-  static constexpr std::uint8_t kMaxRedirects = 5;
+  // passed on. Retries wait 25, 50, 100, 200, 400, then 500 ms: about 3.3 s in all, longer than
+  // a failover keeps a cluster answering CLUSTERDOWN (node timeout + election).
+  static constexpr std::uint8_t kMaxRedirects = 10;
 
   class Fanout;
 
@@ -90,11 +91,12 @@ class ClientSession final : public ReplySink, public std::enable_shared_from_thi
 
   struct Slot {
     bool ready = false;
-    std::uint8_t redirects = 0;  // cluster: redirects and retries followed so far
-    std::uint8_t scanNode = 0;   // cluster SCAN: position in scan order of the master asked
-    std::uint16_t keySlot = 0;   // cluster: the hash slot the request was routed by
-    std::string data;            // the reply, once ready
-    std::string request;         // cluster: the request, kept until answered (for redirects)
+    std::uint8_t redirects = 0;    // cluster: redirects and retries followed so far
+    std::uint8_t scanNode = 0;     // cluster SCAN: position in scan order of the master asked
+    std::uint16_t keySlot = 0;     // cluster: the hash slot the request was routed by
+    std::uint32_t requestLen = 0;  // cluster: the request's bytes in sentLog_, kept until
+    std::uint64_t requestAt = 0;   //          answered (for redirects); 0 length: none kept
+    std::string data;              // the reply, once ready
   };
 
   // Which kind of upstream connection the client's in-flight requests are on.
@@ -172,6 +174,8 @@ class ClientSession final : public ReplySink, public std::enable_shared_from_thi
   void onPartReply(const std::shared_ptr<Fanout>& fan, std::uint64_t index, std::string_view frame);
   std::string rewriteScanReply(std::uint8_t node, std::string_view frame) const;
   Slot* findSlot(std::uint64_t seq);
+  std::string_view requestOf(const Slot& slot) const;
+  void trimSentLog();
   void markDirty();
 
   // replies
@@ -199,6 +203,10 @@ class ClientSession final : public ReplySink, public std::enable_shared_from_thi
   std::string scratch_;  // local replies and re-encoded inline commands
 
   std::deque<Slot> slots_;
+  // Cluster: the bytes of requests still unanswered, in send order (one buffer, not one
+  // allocation per request); sentLogBase_ is the stream offset of its first byte.
+  std::string sentLog_;
+  std::uint64_t sentLogBase_ = 0;
   std::uint64_t headSeq_ = 0;
   std::uint64_t nextSeq_ = 0;
   std::size_t storedBytes_ = 0;

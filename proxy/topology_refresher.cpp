@@ -8,12 +8,17 @@
 
 namespace keygate::proxy {
 
+namespace {
+// Two fetches a second at most: after a failover the new master is known within 0.5 s of its
+// promotion, and a cluster in trouble sees at most one CLUSTER SLOTS per 0.5 s per keygate.
+constexpr RefreshSchedule::Duration kMinGap{500};
+}  // namespace
+
 TopologyRefresher::TopologyRefresher(asio::io_context& io, ServerContext& context, Publish publish)
     : io_(io),
       context_(context),
       publish_(std::move(publish)),
-      schedule_(RefreshSchedule::Settings{context.config.upstream.topologyRefreshInterval,
-                                          RefreshSchedule::Duration{1000},
+      schedule_(RefreshSchedule::Settings{context.config.upstream.topologyRefreshInterval, kMinGap,
                                           RefreshSchedule::Duration{10000}}),
       timer_(io) {}
 

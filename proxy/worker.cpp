@@ -12,6 +12,10 @@ namespace keygate::proxy {
 namespace {
 constexpr std::chrono::milliseconds kFirstBackoff{100};
 constexpr std::chrono::milliseconds kMaxBackoff{2000};
+// Cluster: a dead master is retried (and the topology asked for) at least this often, so a
+// promoted replica is found soon after the failover.
+constexpr std::chrono::milliseconds kMaxClusterBackoff{500};
+constexpr std::chrono::milliseconds kRefreshRequestGap{100};
 }  // namespace
 
 Worker::Worker(std::size_t index, ServerContext& context)
@@ -187,7 +191,7 @@ void Worker::connectShared(const std::string& key, resp::Protocol proto, std::si
   auto& entry = node.pool(proto)[slot];
   entry.conn = std::make_shared<UpstreamConnection>(io_, node.settings, proto,
                                                     UpstreamConnection::Kind::kShared, stats_);
-  entry.conn->setBatchHook([this] { flushDirty(); });
+  entry.conn->setBatchHook([this] { scheduleFlushDirty(); });
   entry.conn->start(
       [this, key, proto, slot](UpstreamConnection& conn, UpstreamConnection::State s) {
         onSharedState(key, proto, slot, conn, s);
@@ -215,8 +219,9 @@ void Worker::onSharedState(const std::string& key, resp::Protocol proto, std::si
   if (closingAll_) return;  // our own shutdown, not a failure
   // A new connection object later: requests routed from now on may take another path.
   ++routeEpoch_;
-  entry.backoff =
-      entry.backoff.count() == 0 ? kFirstBackoff : std::min(entry.backoff * 2, kMaxBackoff);
+  entry.backoff = entry.backoff.count() == 0
+                      ? kFirstBackoff
+                      : std::min(entry.backoff * 2, cluster_ ? kMaxClusterBackoff : kMaxBackoff);
   spdlog::get("upstream")
       ->warn("worker {}: upstream {} failed: {}; retrying in {} ms", index_, key, conn.lastError(),
              entry.backoff.count());
@@ -249,7 +254,12 @@ std::shared_ptr<UpstreamConnection> Worker::openDedicated(resp::Protocol proto,
 }
 
 void Worker::requestTopologyRefresh() {
-  if (context_.requestTopologyRefresh) context_.requestTopologyRefresh();
+  if (!context_.requestTopologyRefresh) return;
+  // Requests fail by the thousand while a node is down; the refresher needs to hear it once.
+  const auto now = std::chrono::steady_clock::now();
+  if (now - lastRefreshRequest_ < kRefreshRequestGap) return;
+  lastRefreshRequest_ = now;
+  context_.requestTopologyRefresh();
 }
 
 void Worker::installSlotMap(std::shared_ptr<const SlotMap> map) {
@@ -331,6 +341,21 @@ void Worker::dropUnusedPools() {
 
 void Worker::markDirty(std::shared_ptr<ClientSession> session) {
   dirty_.push_back(std::move(session));
+}
+
+void Worker::scheduleFlushDirty() {
+  if (!cluster_) {
+    flushDirty();
+    return;
+  }
+  // Cluster: one client's pipeline is answered by several nodes, whose reads complete in the
+  // same turn of the event loop. Writing after all of them gives each client one write.
+  if (flushPosted_) return;
+  flushPosted_ = true;
+  asio::post(io_, [this] {
+    flushPosted_ = false;
+    flushDirty();
+  });
 }
 
 void Worker::flushDirty() {

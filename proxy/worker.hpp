@@ -116,6 +116,7 @@ class Worker {
   // has been dispatched, so a pipelined batch leaves in one write per client.
   void markDirty(std::shared_ptr<ClientSession> session);
   void flushDirty();
+  void scheduleFlushDirty();
 
   void sessionClosed(std::uint64_t id);
 
@@ -162,6 +163,8 @@ class Worker {
   // only waits for a reply and has no socket operation pending.
   std::unordered_map<std::uint64_t, std::shared_ptr<ClientSession>> sessions_;
   std::vector<std::shared_ptr<ClientSession>> dirty_;
+  bool flushPosted_ = false;
+  std::chrono::steady_clock::time_point lastRefreshRequest_{};
   std::atomic<bool> upstreamUp_{false};
   std::string upstreamVersion_;
   bool draining_ = false;
