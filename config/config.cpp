@@ -21,6 +21,7 @@
 #include <system_error>
 
 #include "config/values.hpp"
+#include "config/yaml_reader.hpp"
 
 namespace keygate::config {
 
@@ -54,30 +55,10 @@ constexpr milliseconds kMaxDrainTimeout = std::chrono::hours(1);
 constexpr std::uint64_t kMiB = 1024ull * 1024;
 constexpr std::uint64_t kGiB = 1024ull * kMiB;
 
-constexpr std::string_view kYamlStrTag = "tag:yaml.org,2002:str";
-
-// One `key: value` pair being read. `keyMark` stands in for the value's position when the value
-// is empty: yaml-cpp marks an empty value at the next token, which is usually on the next line.
-struct Entry {
-  YAML::Mark keyMark;
-  YAML::Node value;
-  std::string path;
-
-  YAML::Mark at() const { return (value.IsDefined() && !value.IsNull()) ? value.Mark() : keyMark; }
-};
-
 class Loader;
 
-struct Field {
-  std::string_view name;
-  void (*read)(Loader&, const Entry&);
-};
-
-struct Section {
-  std::string_view name;  // "" for the top level
-  std::span<const Field> fields;
-  std::string_view example;
-};
+using Field = FieldOf<Loader>;
+using Section = SectionOf<Loader>;
 
 // A rule spanning several keys. `involved` lists their paths in order of blame: the error is
 // reported at the first one that appears in the file (or on the command line).
@@ -85,36 +66,6 @@ struct Problem {
   std::vector<std::string_view> involved;
   std::string message;
 };
-
-std::string kindOf(const YAML::Node& node) {
-  switch (node.Type()) {
-    case YAML::NodeType::Map:
-      return "a mapping";
-    case YAML::NodeType::Sequence:
-      return "a list";
-    case YAML::NodeType::Scalar:
-      return "a single value";
-    default:
-      return "nothing";
-  }
-}
-
-std::string joinNames(std::span<const Field> fields) {
-  std::string out;
-  for (const auto& f : fields) {
-    if (!out.empty()) out += ", ";
-    out += f.name;
-  }
-  return out;
-}
-
-// Records `path` and every enclosing path ("upstream.seeds[1]" -> "upstream.seeds", "upstream").
-void addWithParents(std::set<std::string, std::less<>>& paths, const std::string& path) {
-  paths.insert(path);
-  for (std::size_t i = path.size(); i-- > 0;) {
-    if (path[i] == '.' || path[i] == '[') paths.insert(path.substr(0, i));
-  }
-}
 
 std::vector<Problem> crossCheck(const Config& c,
                                 const std::function<bool(std::string_view)>& explicitlySet) {
@@ -168,47 +119,21 @@ std::vector<Problem> crossCheck(const Config& c,
   return problems;
 }
 
-class Loader {
+class Loader : public YamlReader {
  public:
-  Loader(const std::string& file, LoadResult& out) : file_(file), out_(out) {}
+  Loader(const std::string& file, LoadResult& out) : YamlReader(file, out.errors), out_(out) {}
 
   void load(const std::string& yaml);
 
   Config& config() { return out_.config; }
 
-  // Each reader reports its own error and returns nullopt when the value is unusable.
-  std::optional<std::string> readString(const Entry& e);
-  std::optional<std::uint64_t> readUint(const Entry& e, std::uint64_t min, std::uint64_t max,
-                                        std::string_view hint = {});
-  std::optional<std::uint64_t> readSize(const Entry& e, std::uint64_t min, std::uint64_t max);
-  std::optional<milliseconds> readDuration(const Entry& e, milliseconds min, milliseconds max);
-  std::optional<HostPort> readAddress(const Entry& e);
-  std::optional<std::size_t> readChoice(const Entry& e, std::span<const std::string_view> choices,
-                                        std::string_view noun);
   void readSeeds(const Entry& e);
   void readSection(const Entry& e, const Section& section);
 
  private:
-  void walkMap(const YAML::Node& map, const std::string& prefix, const Section& section);
-  void unknownKey(const YAML::Node& key, const std::string& name, const std::string& path,
-                  const Section& section);
-  std::optional<std::string> scalarOf(const Entry& e, std::string_view expected);
-  void report(const YAML::Mark& mark, const std::string& path, std::string message);
   void runCrossChecks();
 
-  template <typename T>
-  std::optional<T> take(const Entry& e, Parsed<T> parsed) {
-    if (!parsed) report(e.at(), e.path, std::move(parsed.error));
-    return std::move(parsed.value);
-  }
-
-  bool unterminatedQuote(const YAML::Node& scalar) const;
-
-  const std::string& file_;
   LoadResult& out_;
-  std::string_view text_;  // the document, for checks yaml-cpp does not make
-  std::map<std::string, YAML::Mark, std::less<>> located_;  // path -> where it was set
-  std::set<std::string, std::less<>> failed_;               // paths (and parents) in error
 };
 
 // ---- schema -------------------------------------------------------------------------------
@@ -350,6 +275,25 @@ constexpr Field kTopFields[] = {
     {"upstream", [](Loader& l, const Entry& e) { l.readSection(e, kUpstreamSection); }},
     {"limits", [](Loader& l, const Entry& e) { l.readSection(e, kLimitsSection); }},
     {"shutdown", [](Loader& l, const Entry& e) { l.readSection(e, kShutdownSection); }},
+    {"registry",
+     [](Loader& l, const Entry& e) {
+       if (auto v = l.readString(e)) {
+         if (v->empty()) {
+           l.report(e.at(), e.path,
+                    "an empty path; give the key registry file, e.g. registry: "
+                    "/etc/keygate/registry/registry.yaml, or remove the key");
+         } else if (v->front() != '/' && l.file().find('/') != std::string::npos) {
+           // Relative to the config file, so a config and its registry move together.
+           l.config().registryPath = l.file().substr(0, l.file().rfind('/') + 1) + *v;
+         } else {
+           l.config().registryPath = *v;
+         }
+       }
+     }},
+    {"tenant",
+     [](Loader& l, const Entry& e) {
+       if (auto v = l.readString(e)) l.config().tenant = *v;
+     }},
 };
 
 constexpr Section kTopSection{"", kTopFields, "e.g. listen: 127.0.0.1:6380"};
@@ -359,214 +303,20 @@ constexpr const Section* kAllSections[] = {&kTopSection, &kLogSection, &kUpstrea
 
 // ---- loader -------------------------------------------------------------------------------
 
-void Loader::report(const YAML::Mark& mark, const std::string& path, std::string message) {
-  ConfigError error;
-  error.file = file_;
-  if (!mark.is_null()) {
-    error.line = mark.line + 1;
-    error.column = mark.column + 1;
-  }
-  error.path = path;
-  error.message = std::move(message);
-  out_.errors.push_back(std::move(error));
-  if (!path.empty()) addWithParents(failed_, path);
-}
-
 void Loader::load(const std::string& yaml) {
-  text_ = yaml;
-  std::vector<YAML::Node> docs;
-  try {
-    docs = YAML::LoadAll(yaml);
-  } catch (const YAML::ParserException& e) {
-    report(e.mark, "",
-           "YAML syntax error: " + e.msg + "; check the indentation, quotes and brackets here");
-    return;
-  }
+  const auto document = parse(yaml);
   // An empty file, or one holding only comments, has no document: every default applies.
-  if (docs.empty() || docs.front().IsNull()) return;
-  const YAML::Node& root = docs.front();
-  for (std::size_t i = 1; i < docs.size(); ++i) {
-    if (docs[i].IsNull()) continue;
-    report(docs[i].Mark(), "",
-           "a second YAML document starts here; keygate reads one document, so merge it into "
-           "the first and remove the '---' separator");
-  }
+  if (!document || document->IsNull()) return;
+  const YAML::Node& root = *document;
   if (!root.IsMap()) {
     report(root.Mark(), "",
            "the top level must be a mapping of keys such as 'listen:' and 'upstream:', got " +
                kindOf(root) + "; see config/keygate.example.yaml");
     return;
   }
-  walkMap(root, "", kTopSection);
+  walkMap(*this, root, "", kTopSection, std::span<const Section* const>(kAllSections));
   runCrossChecks();
-  std::stable_sort(
-      out_.errors.begin(), out_.errors.end(), [](const ConfigError& a, const ConfigError& b) {
-        // Errors without a position (rare yaml-cpp null marks) go last.
-        const auto key = [](const ConfigError& e) {
-          return std::pair(e.line == 0 ? std::numeric_limits<int>::max() : e.line, e.column);
-        };
-        return key(a) < key(b);
-      });
-}
-
-void Loader::walkMap(const YAML::Node& map, const std::string& prefix, const Section& section) {
-  std::map<std::string, int, std::less<>> firstLine;
-  for (auto it = map.begin(); it != map.end(); ++it) {
-    // Copies: yaml-cpp's iterator hands out a temporary pair, references to it dangle.
-    const YAML::Node key = it->first;
-    const YAML::Node value = it->second;
-    if (!key.IsScalar()) {
-      const YAML::Mark mark = key.IsNull() ? map.Mark() : key.Mark();
-      report(mark, prefix,
-             "keys must be plain names, got " + kindOf(key) + "; write 'name: value' pairs");
-      continue;
-    }
-    const std::string& name = key.Scalar();
-    const std::string path = prefix.empty() ? name : prefix + "." + name;
-    const auto [first, inserted] = firstLine.emplace(name, key.Mark().line + 1);
-    if (!inserted) {
-      report(key.Mark(), path,
-             "duplicate key '" + name + "' (first set on line " + std::to_string(first->second) +
-                 "); keep only one of them");
-      continue;
-    }
-    const auto field = std::find_if(section.fields.begin(), section.fields.end(),
-                                    [&](const Field& f) { return f.name == name; });
-    if (field == section.fields.end()) {
-      unknownKey(key, name, path, section);
-      continue;
-    }
-    const Entry entry{key.Mark(), value, path};
-    located_.emplace(path, entry.at());
-    field->read(*this, entry);
-  }
-}
-
-void Loader::unknownKey(const YAML::Node& key, const std::string& name, const std::string& path,
-                        const Section& section) {
-  std::vector<std::string_view> siblings;
-  for (const auto& f : section.fields)
-    siblings.push_back(f.name);
-  std::string message = "unknown key '" + name + "'; ";
-  if (const auto near = closestMatch(name, siblings)) {
-    report(key.Mark(), path, message + "did you mean '" + std::string(*near) + "'?");
-    return;
-  }
-  // A known key in the wrong section ("address" at the top level) is a common slip.
-  for (const Section* other : kAllSections) {
-    if (other == &section) continue;
-    std::vector<std::string_view> keys;
-    for (const auto& f : other->fields)
-      keys.push_back(f.name);
-    if (const auto near = closestMatch(name, keys)) {
-      const std::string where =
-          other->name.empty() ? "at the top level" : "under '" + std::string(other->name) + ":'";
-      const std::string full = other->name.empty()
-                                   ? std::string(*near)
-                                   : std::string(other->name) + "." + std::string(*near);
-      report(key.Mark(), path,
-             message + "did you mean '" + full + "'? That key belongs " + where + ".");
-      return;
-    }
-  }
-  report(key.Mark(), path,
-         message + "remove it, or use one of: " + joinNames(section.fields) + ".");
-}
-
-// yaml-cpp 0.7 accepts a quoted scalar whose closing quote is missing when the file ends in a
-// newline: the value silently runs to the end of the file and swallows every key after it.
-bool Loader::unterminatedQuote(const YAML::Node& scalar) const {
-  if (scalar.Tag() != "!") return false;
-  const YAML::Mark mark = scalar.Mark();
-  if (mark.is_null() || mark.pos < 0 || static_cast<std::size_t>(mark.pos) >= text_.size()) {
-    return false;
-  }
-  const char quote = text_[static_cast<std::size_t>(mark.pos)];
-  if (quote != '"' && quote != '\'') return false;
-  for (std::size_t i = static_cast<std::size_t>(mark.pos) + 1; i < text_.size(); ++i) {
-    const char c = text_[i];
-    if (quote == '"' && c == '\\') {
-      ++i;  // an escaped character, possibly a quote
-    } else if (c == quote) {
-      if (quote == '\'' && i + 1 < text_.size() && text_[i + 1] == '\'') {
-        ++i;  // '' is a single quote inside a single-quoted scalar
-        continue;
-      }
-      return false;
-    }
-  }
-  return true;
-}
-
-std::optional<std::string> Loader::scalarOf(const Entry& e, std::string_view expected) {
-  if (!e.value.IsDefined() || e.value.IsNull()) {
-    report(e.at(), e.path, "missing value; expected " + std::string(expected));
-    return std::nullopt;
-  }
-  if (!e.value.IsScalar()) {
-    report(e.at(), e.path,
-           "expected " + std::string(expected) + ", got " + kindOf(e.value) +
-               "; write a single value");
-    return std::nullopt;
-  }
-  if (unterminatedQuote(e.value)) {
-    report(e.at(), e.path,
-           "YAML syntax error: this quoted value has no closing quote, so it runs to the end of "
-           "the file; add the closing quote");
-    return std::nullopt;
-  }
-  return e.value.Scalar();
-}
-
-std::optional<std::string> Loader::readString(const Entry& e) {
-  return scalarOf(e, "a string (quote it if it contains ':' or '#')");
-}
-
-std::optional<std::uint64_t> Loader::readUint(const Entry& e, std::uint64_t min, std::uint64_t max,
-                                              std::string_view hint) {
-  const std::string expected =
-      "a whole number from " + std::to_string(min) + " to " + std::to_string(max);
-  const auto text = scalarOf(e, expected);
-  if (!text) return std::nullopt;
-  // A quoted "4" is a string in YAML; accepting it would hide a templating mistake.
-  const std::string& tag = e.value.Tag();
-  if (tag == "!" || tag == kYamlStrTag) {
-    report(e.at(), e.path,
-           "expected " + expected + ", got the quoted string \"" + *text + "\"; remove the quotes");
-    return std::nullopt;
-  }
-  return take(e, parseUnsignedIn(*text, min, max, hint));
-}
-
-std::optional<std::uint64_t> Loader::readSize(const Entry& e, std::uint64_t min,
-                                              std::uint64_t max) {
-  const auto text = scalarOf(e, "a size such as 65536, 64KiB or 16MiB");
-  if (!text) return std::nullopt;
-  return take(e, parseSizeIn(*text, min, max));
-}
-
-std::optional<milliseconds> Loader::readDuration(const Entry& e, milliseconds min,
-                                                 milliseconds max) {
-  const auto text = scalarOf(e, "a duration such as 500ms or 10s");
-  if (!text) return std::nullopt;
-  return take(e, parseDurationIn(*text, min, max));
-}
-
-std::optional<HostPort> Loader::readAddress(const Entry& e) {
-  const auto text = scalarOf(e, "a HOST:PORT address such as 127.0.0.1:6380");
-  if (!text) return std::nullopt;
-  return take(e, parseAddress(*text));
-}
-
-std::optional<std::size_t> Loader::readChoice(const Entry& e,
-                                              std::span<const std::string_view> choices,
-                                              std::string_view noun) {
-  std::string expected = "one of";
-  for (const auto c : choices)
-    expected += " " + std::string(c);
-  const auto text = scalarOf(e, expected);
-  if (!text) return std::nullopt;
-  return take(e, parseChoice(*text, choices, noun));
+  sortErrors();
 }
 
 void Loader::readSeeds(const Entry& e) {
@@ -604,21 +354,18 @@ void Loader::readSection(const Entry& e, const Section& section) {
                "; indent its keys below it, " + std::string(section.example));
     return;
   }
-  walkMap(e.value, e.path, section);
+  walkMap(*this, e.value, e.path, section, std::span<const Section* const>(kAllSections));
 }
 
 void Loader::runCrossChecks() {
-  const auto isSet = [this](std::string_view path) { return located_.contains(path); };
-  for (auto& problem : crossCheck(out_.config, isSet)) {
-    const bool dependsOnBadValue =
-        std::any_of(problem.involved.begin(), problem.involved.end(),
-                    [this](std::string_view p) { return failed_.contains(p); });
+  const auto isSetHere = [this](std::string_view path) { return isSet(path); };
+  for (auto& problem : crossCheck(out_.config, isSetHere)) {
+    const bool dependsOnBadValue = std::any_of(problem.involved.begin(), problem.involved.end(),
+                                               [this](std::string_view p) { return hasFailed(p); });
     if (dependsOnBadValue) continue;
-    const auto blamed = std::find_if(problem.involved.begin(), problem.involved.end(), isSet);
+    const auto blamed = std::find_if(problem.involved.begin(), problem.involved.end(), isSetHere);
     const std::string path(blamed != problem.involved.end() ? *blamed : problem.involved.front());
-    const auto mark = located_.find(path);
-    report(mark != located_.end() ? mark->second : YAML::Mark::null_mark(), path,
-           std::move(problem.message));
+    report(markOf(path), path, std::move(problem.message));
   }
 }
 
@@ -745,6 +492,13 @@ void applyOverrides(const Overrides& overrides, LoadResult& result) {
         flagOf["admin"] = "--admin";
       } else {
         fail("--admin", v.error);
+      }
+    }
+    if (overrides.registry) {
+      if (overrides.registry->empty()) {
+        fail("--registry", "an empty path; give the key registry file");
+      } else {
+        c.registryPath = *overrides.registry;
       }
     }
     if (overrides.threads) {

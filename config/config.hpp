@@ -62,6 +62,11 @@ struct Config {
   UpstreamConfig upstream;
   LimitsConfig limits;
   std::chrono::milliseconds shutdownDrainTimeout{10000};
+  // The key registry file (docs/registry.md); empty: no registry, keys are not checked.
+  std::string registryPath;
+  // The tenant every client connection of the listener is bound to (its keys' <tenant> must
+  // be this one); empty: not bound.
+  std::string tenant;
   std::string sourcePath;  // file the config came from, empty for built-in defaults
 };
 
@@ -76,7 +81,7 @@ struct ConfigError {
 
 // Command-line flags that override the file. Unset optionals leave the file's value.
 struct Overrides {
-  std::optional<std::string> listen, upstream, admin, threads, logLevel, logFormat;
+  std::optional<std::string> listen, upstream, admin, threads, logLevel, logFormat, registry;
   // "HOST:PORT,HOST:PORT,...": sets upstream.mode: cluster with these seeds.
   std::optional<std::string> cluster;
 };

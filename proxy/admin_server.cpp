@@ -109,11 +109,24 @@ void AdminServer::accept() {
 }
 
 std::string AdminServer::respond(std::string_view method, std::string_view target) const {
+  const auto query = target.find('?');
+  if (query != std::string_view::npos) target = target.substr(0, query);
+  if (target == "/reload") {
+    if (method != "POST") {
+      return httpResponse(405, "Method Not Allowed", "text/plain", "use POST /reload\n");
+    }
+    if (!context_.reloadRegistry) {
+      return httpResponse(404, "Not Found", "text/plain",
+                          "no key registry configured (set registry: in the config)\n");
+    }
+    const std::string result = context_.reloadRegistry();
+    const bool ok = !result.starts_with("invalid");
+    return httpResponse(ok ? 200 : 422, ok ? "OK" : "Unprocessable Entity", "text/plain",
+                        result + "\n");
+  }
   if (method != "GET" && method != "HEAD") {
     return httpResponse(405, "Method Not Allowed", "text/plain", "use GET\n");
   }
-  const auto query = target.find('?');
-  if (query != std::string_view::npos) target = target.substr(0, query);
   if (target == "/healthz") {
     return httpResponse(200, "OK", "text/plain", "ok\n");
   }

@@ -36,6 +36,8 @@ bool xreadBlocks(std::span<const std::string_view> args) {
   return false;
 }
 
+static_assert(WorkerStats::kRegistryReasons == static_cast<std::size_t>(policies::Reason::kCount));
+
 constexpr std::string_view kCrossSlotError =
     "CROSSSLOT Keys in request don't hash to the same slot";
 
@@ -262,7 +264,66 @@ ClientSession::Step ClientSession::handleRequest(const resp::Request& request) {
     message.append(info->name).append("' command");
     return refuse(message);
   }
+  hidden_.clear();
+  if (const policies::CompiledRegistry* registry = worker_.registry()) {
+    return applyRegistry(*registry, args, raw, *info, *top);
+  }
   return dispatchCommand(args, raw, *info, top);
+}
+
+ClientSession::Step ClientSession::applyRegistry(const policies::CompiledRegistry& registry,
+                                                 Args args, std::string_view raw,
+                                                 const commands::CommandInfo& info,
+                                                 const commands::CommandInfo& top) {
+  policies::RequestContext context;
+  context.tenant = worker_.context().config.tenant;
+  context.now = std::chrono::system_clock::now();
+  policies::evaluate(registry, info, top, args, context, worker_.random(), evalScratch_, decision_);
+  auto& stats = worker_.stats();
+  for (std::size_t r = 0; r < decision_.audited.size(); ++r) {
+    if (decision_.audited[r] > 0) WorkerStats::add(stats.registryAudited[r], decision_.audited[r]);
+  }
+  if (decision_.refuse) {
+    WorkerStats::add(stats.registryRefused[static_cast<std::size_t>(decision_.reason)]);
+    return refuse(decision_.error);
+  }
+  if (decision_.ttlInjected > 0) WorkerStats::add(stats.ttlInjected, decision_.ttlInjected);
+  if (decision_.ttlClamped > 0) WorkerStats::add(stats.ttlClamped, decision_.ttlClamped);
+  if (decision_.keysRewritten > 0) WorkerStats::add(stats.keysRewritten, decision_.keysRewritten);
+  for (std::size_t i = 0; i < decision_.hidden.size(); ++i) {
+    HiddenCommand h;
+    std::vector<std::string_view> hargs(decision_.hidden[i].begin(), decision_.hidden[i].end());
+    resp::appendCommand(h.request, hargs);
+    h.slot = cluster_ ? keyHashSlot(decision_.hiddenKeys[i]) : 0;
+    hidden_.push_back(std::move(h));
+  }
+  if (!decision_.rewritten) return dispatchCommand(args, raw, info, &top);
+  // The request as keygate sends it: canonical keys, an injected or clamped TTL.
+  rewrittenArgs_.assign(decision_.args.begin(), decision_.args.end());
+  rewrittenRaw_.clear();
+  resp::appendCommand(rewrittenRaw_, rewrittenArgs_);
+  return dispatchCommand(rewrittenArgs_, rewrittenRaw_, info, &top);
+}
+
+void ClientSession::sendHidden(UpstreamConnection* conn) {
+  // Commands the client never sees (PEXPIRE key ttl NX after a write that created a key),
+  // right behind the request on the connection of their key's slot; replies dropped.
+  for (const auto& h : hidden_) {
+    UpstreamConnection* target = conn;
+    if (target == nullptr) target = worker_.masterUpstream(h.slot, proto_, id_);
+    if (target != nullptr) target->send(h.request, ignoreReply(), 0);
+  }
+  hidden_.clear();
+}
+
+void ClientSession::sendHiddenDedicated(UpstreamConnection& conn) {
+  for (auto& h : hidden_) {
+    Expect swallow;
+    swallow.kind = ExpectKind::kSwallow;
+    expects_.push_back(std::move(swallow));
+    conn.sendStream(h.request);
+  }
+  hidden_.clear();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -363,6 +424,11 @@ ClientSession::Step ClientSession::dispatchCommand(Args args, std::string_view r
         inMulti_ = false;
         watching_ = false;
         txSlot_ = -1;
+        if (special == Special::kExec && !txHidden_.empty() && dedicated_) {
+          hidden_ = std::move(txHidden_);
+          sendHiddenDedicated(*dedicated_);
+        }
+        txHidden_.clear();
       }
       return step;
     }
@@ -464,6 +530,7 @@ ClientSession::Step ClientSession::forwardShared(std::string_view raw, std::uint
   const std::uint64_t seq = pushSlot();
   noteSharedSend();
   conn.send(raw, shared_from_this(), seq | tagBits);
+  if (!hidden_.empty()) sendHidden(&conn);
   return Step::kNext;
 }
 
@@ -509,6 +576,16 @@ ClientSession::Step ClientSession::forwardDedicated(std::string_view raw, Expect
   routeKind_ = RouteKind::kDedicated;
   ++routeInflight_;
   conn->sendStream(raw);
+  if (!hidden_.empty()) {
+    if (inMulti_) {
+      // Inside MULTI an extra command would add an element to EXEC's reply: they follow EXEC.
+      for (auto& h : hidden_)
+        txHidden_.push_back(std::move(h));
+      hidden_.clear();
+    } else {
+      sendHiddenDedicated(*conn);
+    }
+  }
   return Step::kNext;
 }
 
@@ -546,6 +623,7 @@ void ClientSession::noteRouteDone() {
 }
 
 void ClientSession::clearConnectionState() {
+  txHidden_.clear();
   inMulti_ = watching_ = multiDeferred_ = txAborted_ = false;
   txSlot_ = -1;
   channels_ = patterns_ = shardChannels_ = 0;
@@ -704,6 +782,7 @@ ClientSession::Step ClientSession::sendToSlot(std::string_view raw, std::uint16_
   sentLog_.append(raw);
   noteSharedSend();
   conn->send(raw, shared_from_this(), seq | tagBits);
+  if (!hidden_.empty()) sendHidden(conn);
   return Step::kNext;
 }
 
@@ -726,6 +805,7 @@ ClientSession::Step ClientSession::forwardSplit(Args args, MergeKind merge) {
   const std::shared_ptr<ReplySink> sink = fan;
   for (std::size_t i = 0; i < fan->parts.size(); ++i)
     resend(fan->parts[i].request, fan->parts[i].keySlot, sink, i);
+  if (!hidden_.empty()) sendHidden(nullptr);  // each by its key's slot, behind its part
   return Step::kNext;
 }
 

@@ -26,6 +26,7 @@
 #include <string>
 #include <string_view>
 
+#include "policies/registry_policy.hpp"
 #include "proxy/byte_buffer.hpp"
 #include "proxy/cluster_routing.hpp"
 #include "proxy/commands/command_table.hpp"
@@ -122,6 +123,11 @@ class ClientSession final : public ReplySink, public std::enable_shared_from_thi
   Step handleRequest(const resp::Request& request);
   Step dispatchCommand(Args args, std::string_view raw, const commands::CommandInfo& info,
                        const commands::CommandInfo* top);
+  // The key registry's verdict (policies/registry_policy.hpp), then dispatchCommand.
+  Step applyRegistry(const policies::CompiledRegistry& registry, Args args, std::string_view raw,
+                     const commands::CommandInfo& info, const commands::CommandInfo& top);
+  void sendHidden(UpstreamConnection* conn);
+  void sendHiddenDedicated(UpstreamConnection& conn);
 
   // local commands (local_commands.cpp)
   Step handlePing(Args args);
@@ -201,6 +207,19 @@ class ClientSession final : public ReplySink, public std::enable_shared_from_thi
   resp::RequestParser parser_;
   resp::Request request_;
   std::string scratch_;  // local replies and re-encoded inline commands
+
+  // Key registry: per-request scratch, the request as rewritten, hidden commands to send
+  // behind it (and, inside MULTI, behind EXEC).
+  struct HiddenCommand {
+    std::string request;
+    std::uint16_t slot = 0;
+  };
+  policies::EvaluateScratch evalScratch_;
+  policies::Decision decision_;
+  std::vector<std::string_view> rewrittenArgs_;
+  std::string rewrittenRaw_;
+  std::vector<HiddenCommand> hidden_;
+  std::vector<HiddenCommand> txHidden_;
 
   std::deque<Slot> slots_;
   // Cluster: the bytes of requests still unanswered, in send order (one buffer, not one

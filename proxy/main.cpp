@@ -6,9 +6,12 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <cstdio>
 #include <iostream>
+#include <string_view>
 
 #include "config/config.hpp"
+#include "proxy/check_command.hpp"
 #include "proxy/logging.hpp"
+#include "proxy/registry_watcher.hpp"
 #include "proxy/server.hpp"
 #include "proxy/version.hpp"
 
@@ -43,6 +46,13 @@ int main(int argc, char** argv) {
   namespace config = keygate::config;
   namespace proxy = keygate::proxy;
 
+  if (argc >= 2 && std::string_view(argv[1]) == "check") {
+    if (argc != 3) {
+      std::cerr << "usage: keygate check REGISTRY.yaml\n";
+      return 2;
+    }
+    return proxy::runCheckCommand(argv[2], std::cout, std::cerr);
+  }
   auto cli = config::parseCommandLine(argc, argv);
   if (!cli.errors.empty()) {
     for (const auto& e : cli.errors)
@@ -98,7 +108,21 @@ int main(int argc, char** argv) {
     spdlog::get("main")->error("cannot resolve admin host '{}'", cfg.admin->host);
     return 2;
   }
+  std::shared_ptr<const keygate::policies::CompiledRegistry> registry;
+  if (!cfg.registryPath.empty()) {
+    std::vector<config::ConfigError> errors;
+    registry = proxy::loadCompiledRegistry(cfg.registryPath, &errors);
+    if (!registry) {
+      for (const auto& e : errors)
+        std::cerr << e.str() << "\n";
+      std::cerr << errors.size() << " registry error" << (errors.size() == 1 ? "" : "s")
+                << "; keygate did not start\n";
+      return 2;
+    }
+  }
+
   proxy::Server server(context);
+  if (registry) server.setRegistry(std::move(registry));
   if (!server.open()) return 1;
   return server.run();
 }

@@ -141,6 +141,50 @@ std::vector<prometheus::MetricFamily> ProxyCollector::Collect() const {
                          MetricType::Gauge,
                          context_.slotMapLoaded.load(std::memory_order_relaxed) ? 1 : 0));
   }
+  if (!context_.config.registryPath.empty()) {
+    prometheus::MetricFamily refusedBy;
+    refusedBy.name = "keygate_registry_refused_total";
+    refusedBy.help = "Requests refused by the key registry, by reason";
+    refusedBy.type = MetricType::Counter;
+    prometheus::MetricFamily audited;
+    audited.name = "keygate_registry_audited_total";
+    audited.help = "Registry violations let through because the pattern is in audit mode";
+    audited.type = MetricType::Counter;
+    for (std::size_t r = 0; r < static_cast<std::size_t>(policies::Reason::kCount); ++r) {
+      std::uint64_t refusedSum = 0, auditedSum = 0;
+      for (const auto& w : workers_) {
+        refusedSum += w->stats().registryRefused[r].load(std::memory_order_relaxed);
+        auditedSum += w->stats().registryAudited[r].load(std::memory_order_relaxed);
+      }
+      const std::string reason(policies::reasonName(static_cast<policies::Reason>(r)));
+      prometheus::ClientMetric m;
+      m.label = {{"reason", reason}};
+      m.counter.value = static_cast<double>(refusedSum);
+      refusedBy.metric.push_back(m);
+      m.counter.value = static_cast<double>(auditedSum);
+      audited.metric.push_back(std::move(m));
+    }
+    out.push_back(std::move(refusedBy));
+    out.push_back(std::move(audited));
+    out.push_back(family("keygate_ttl_injected_total",
+                         "TTLs keygate added (SET ... PX, hidden PEXPIRE NX)", MetricType::Counter,
+                         sum(&WorkerStats::ttlInjected)));
+    out.push_back(family("keygate_ttl_clamped_total", "TTLs lowered to their pattern's ttl.max",
+                         MetricType::Counter, sum(&WorkerStats::ttlClamped)));
+    out.push_back(family("keygate_keys_rewritten_total",
+                         "Legacy keys rewritten onto their canonical pattern", MetricType::Counter,
+                         sum(&WorkerStats::keysRewritten)));
+    out.push_back(family("keygate_registry_reloads_total",
+                         "Registry reloads that changed the rules in force", MetricType::Counter,
+                         context_.registryReloads.load(std::memory_order_relaxed)));
+    out.push_back(family("keygate_registry_reload_failures_total",
+                         "Registry reloads refused (invalid file; previous rules kept)",
+                         MetricType::Counter,
+                         context_.registryReloadFailures.load(std::memory_order_relaxed)));
+    out.push_back(
+        family("keygate_registry_patterns", "Patterns in the registry in force", MetricType::Gauge,
+               static_cast<double>(context_.registryPatterns.load(std::memory_order_relaxed))));
+  }
   out.push_back(family("keygate_client_bytes_received_total", "Bytes read from clients",
                        MetricType::Counter, sum(&WorkerStats::bytesFromClients)));
   out.push_back(family("keygate_client_bytes_sent_total", "Bytes written to clients",

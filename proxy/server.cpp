@@ -7,6 +7,7 @@
 
 #include "proxy/admin_server.hpp"
 #include "proxy/listener.hpp"
+#include "proxy/registry_watcher.hpp"
 #include "proxy/topology_refresher.hpp"
 #include "proxy/version.hpp"
 
@@ -22,7 +23,8 @@ Server::Server(ServerContext& context)
       acceptor_(io_),
       signals_(io_, SIGTERM, SIGINT),
       acceptRetry_(io_),
-      drainTimer_(io_) {
+      drainTimer_(io_),
+      reloadSignal_(io_) {
   std::uint32_t threads = context_.config.threads;
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
   for (std::uint32_t i = 0; i < threads; ++i) {
@@ -43,6 +45,20 @@ Server::~Server() {
     w->stop();
     w->join();
   }
+}
+
+void Server::setRegistry(std::shared_ptr<const policies::CompiledRegistry> registry) {
+  for (auto& w : workers_)
+    w->installRegistry(registry);
+  registryWatcher_ = std::make_unique<RegistryWatcher>(
+      io_, context_, [this](std::shared_ptr<const policies::CompiledRegistry> fresh) {
+        for (auto& w : workers_)
+          w->installRegistry(fresh);
+      });
+  registryWatcher_->setInitial(std::move(registry));
+  context_.reloadRegistry = [watcher = registryWatcher_.get()] {
+    return watcher->reload("POST /reload");
+  };
 }
 
 bool Server::open() {
@@ -68,6 +84,11 @@ int Server::run() {
     if (!ec) beginShutdown(signal);
   });
   startAccept();
+  if (registryWatcher_) {
+    registryWatcher_->start();
+    reloadSignal_.add(SIGHUP);
+    waitForReloadSignal();
+  }
   if (admin_) admin_->start();
   std::string upstream = context_.upstream.label();
   if (refresher_) {
@@ -86,6 +107,14 @@ int Server::run() {
   }
   log->info("keygate stopped");
   return 0;
+}
+
+void Server::waitForReloadSignal() {
+  reloadSignal_.async_wait([this](const boost::system::error_code& ec, int) {
+    if (ec) return;
+    registryWatcher_->reload("SIGHUP");
+    waitForReloadSignal();
+  });
 }
 
 void Server::startAccept() {
@@ -164,6 +193,9 @@ void Server::pollDrain() {
 
 void Server::finish() {
   if (refresher_) refresher_->stop();
+  if (registryWatcher_) registryWatcher_->stop();
+  boost::system::error_code ignored;
+  reloadSignal_.cancel(ignored);
   for (auto& w : workers_)
     w->closeAll();
   // closeAll is posted; give each worker one turn to run it, then stop.

@@ -18,12 +18,15 @@ namespace keygate::proxy {
 
 class AdminServer;
 class TopologyRefresher;
+class RegistryWatcher;
 
 class Server {
  public:
   explicit Server(ServerContext& context);
   ~Server();
 
+  // The key registry loaded at start-up (config.registryPath); reloaded from then on.
+  void setRegistry(std::shared_ptr<const policies::CompiledRegistry> registry);
   // Binds the listeners; false (with the reason logged) if a port cannot be bound.
   bool open();
   // Runs until shut down; returns the process exit code.
@@ -34,6 +37,7 @@ class Server {
 
  private:
   void startAccept();
+  void waitForReloadSignal();
   void onAccept(const boost::system::error_code& ec, asio::ip::tcp::socket socket);
   void beginShutdown(int signal);
   void pollDrain();
@@ -50,6 +54,8 @@ class Server {
   std::size_t nextWorker_ = 0;
   std::unique_ptr<AdminServer> admin_;
   std::unique_ptr<TopologyRefresher> refresher_;  // cluster mode
+  std::unique_ptr<RegistryWatcher> registryWatcher_;
+  asio::signal_set reloadSignal_;
   bool shuttingDown_ = false;
 };
 

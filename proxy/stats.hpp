@@ -1,5 +1,6 @@
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 
@@ -35,6 +36,13 @@ struct WorkerStats {
   Counter clusterCrossSlot{0};           // refused: keys in several slots
   Counter clusterSplits{0};              // multi-key commands split by slot
   Counter clusterFanouts{0};             // keyless commands sent to every master
+  // key registry (indexes: policies::Reason)
+  static constexpr std::size_t kRegistryReasons = 8;
+  std::array<Counter, kRegistryReasons> registryRefused{};  // requests refused, by reason
+  std::array<Counter, kRegistryReasons> registryAudited{};  // violations let through (audit)
+  Counter ttlInjected{0};    // TTLs added (SET ... PX, hidden PEXPIRE NX)
+  Counter ttlClamped{0};     // TTLs lowered to the pattern's max
+  Counter keysRewritten{0};  // legacy keys rewritten onto their canonical pattern
 
   static void add(Counter& c, std::uint64_t n = 1) {
     c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);

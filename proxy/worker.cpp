@@ -339,6 +339,24 @@ void Worker::dropUnusedPools() {
   }
 }
 
+void Worker::installRegistry(std::shared_ptr<const policies::CompiledRegistry> registry) {
+  asio::post(io_,
+             [this, registry = std::move(registry)]() mutable { registry_ = std::move(registry); });
+}
+
+std::uint64_t Worker::Random::upTo(std::uint64_t bound) {
+  if (state_ == 0) {
+    state_ =
+        static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) | 1;
+  }
+  // xorshift64*: plenty for spreading expiries (jitter), cheap, no locks.
+  state_ ^= state_ >> 12;
+  state_ ^= state_ << 25;
+  state_ ^= state_ >> 27;
+  const std::uint64_t r = state_ * 2685821657736338717ull;
+  return bound == UINT64_MAX ? r : r % (bound + 1);
+}
+
 void Worker::markDirty(std::shared_ptr<ClientSession> session) {
   dirty_.push_back(std::move(session));
 }

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "policies/registry_policy.hpp"
 #include "proxy/resp/limits.hpp"
 #include "proxy/resp/reply_writer.hpp"
 #include "proxy/slot_map.hpp"
@@ -47,6 +48,13 @@ struct ServerContext {
   std::atomic<std::uint64_t> topologyRefreshFailures{0};
   std::atomic<std::uint64_t> topologyChanges{0};
   std::atomic<bool> slotMapLoaded{false};
+
+  // Key registry (config.registryPath). The watcher sets reloadRegistry before the admin
+  // endpoint starts; POST /reload calls it on the main thread.
+  std::function<std::string()> reloadRegistry;
+  std::atomic<std::uint64_t> registryReloads{0};
+  std::atomic<std::uint64_t> registryReloadFailures{0};
+  std::atomic<std::size_t> registryPatterns{0};
 };
 
 class Worker {
@@ -112,6 +120,13 @@ class Worker {
   void noteMoved(std::uint16_t slot, const ClusterNode& node);
   void requestTopologyRefresh();
 
+  // The key registry in force on this worker (null: none configured). Swapped between
+  // requests, on this thread, when a reload publishes a new one.
+  const policies::CompiledRegistry* registry() const { return registry_.get(); }
+  // Thread-safe.
+  void installRegistry(std::shared_ptr<const policies::CompiledRegistry> registry);
+  policies::RandomSource& random() { return random_; }
+
   // Sessions with replies appended during an upstream read are written once the read's batch
   // has been dispatched, so a pipelined batch leaves in one write per client.
   void markDirty(std::shared_ptr<ClientSession> session);
@@ -164,6 +179,15 @@ class Worker {
   std::unordered_map<std::uint64_t, std::shared_ptr<ClientSession>> sessions_;
   std::vector<std::shared_ptr<ClientSession>> dirty_;
   bool flushPosted_ = false;
+  std::shared_ptr<const policies::CompiledRegistry> registry_;
+  class Random final : public policies::RandomSource {
+   public:
+    std::uint64_t upTo(std::uint64_t bound) override;
+
+   private:
+    std::uint64_t state_ = 0;
+  };
+  Random random_;
   std::chrono::steady_clock::time_point lastRefreshRequest_{};
   std::atomic<bool> upstreamUp_{false};
   std::string upstreamVersion_;

@@ -287,7 +287,7 @@ TEST_CASE("unknown keys far from any sibling point to the right section", "[conf
   const auto top = onlyError("metrics: true\n", 1, 1, "metrics");
   CHECK_THAT(top.message,
              Contains("remove it, or use one of: listen, admin, threads, log, upstream, limits, "
-                      "shutdown."));
+                      "shutdown, registry, tenant."));
 }
 
 TEST_CASE("duplicate keys, odd keys and extra documents are errors", "[config][load]") {

@@ -1,0 +1,651 @@
+#include "policies/registry_policy.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <cstdio>
+
+namespace keygate::policies {
+
+namespace {
+
+using std::chrono::milliseconds;
+
+constexpr std::size_t kShownKeyBytes = 120;
+
+std::string shown(std::string_view key) {
+  if (key.size() <= kShownKeyBytes) return std::string(key);
+  return std::string(key.substr(0, kShownKeyBytes)) + "...";
+}
+
+std::string durationText(milliseconds ms) {
+  const auto n = ms.count();
+  if (n % 3'600'000 == 0 && n > 0) return std::to_string(n / 3'600'000) + "h";
+  if (n % 60'000 == 0 && n > 0) return std::to_string(n / 60'000) + "m";
+  if (n % 1000 == 0 && n > 0) return std::to_string(n / 1000) + "s";
+  return std::to_string(n) + "ms";
+}
+
+bool parseInt64(std::string_view text, std::int64_t& value) {
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  return ec == std::errc() && end == text.data() + text.size();
+}
+
+bool equalsNoCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const char x = a[i] >= 'A' && a[i] <= 'Z' ? static_cast<char>(a[i] + 32) : a[i];
+    const char y = b[i] >= 'A' && b[i] <= 'Z' ? static_cast<char>(b[i] + 32) : b[i];
+    if (x != y) return false;
+  }
+  return true;
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out)
+    c = (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
+  return out;
+}
+
+std::uint64_t fnv1a(std::uint64_t h, std::string_view data) {
+  for (const unsigned char c : data) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+// How a command touches TTLs.
+enum class TtlKind : std::uint8_t {
+  kNone,
+  kSet,        // SET: EX / PX / EXAT / PXAT / KEEPTTL options
+  kSetex,      // SETEX key seconds value
+  kPsetex,     // PSETEX key milliseconds value
+  kGetex,      // GETEX key [EX|PX|EXAT|PXAT|PERSIST]
+  kExpire,     // EXPIRE key seconds
+  kPexpire,    // PEXPIRE key ms
+  kExpireat,   // EXPIREAT key unix-seconds
+  kPexpireat,  // PEXPIREAT key unix-ms
+  kPersist,
+};
+
+TtlKind ttlKindOf(std::string_view name) {
+  static constexpr std::pair<std::string_view, TtlKind> kKinds[] = {
+      {"set", TtlKind::kSet},           {"setex", TtlKind::kSetex},
+      {"psetex", TtlKind::kPsetex},     {"getex", TtlKind::kGetex},
+      {"expire", TtlKind::kExpire},     {"pexpire", TtlKind::kPexpire},
+      {"expireat", TtlKind::kExpireat}, {"pexpireat", TtlKind::kPexpireat},
+      {"persist", TtlKind::kPersist},
+  };
+  for (const auto& [n, k] : kKinds) {
+    if (n == name) return k;
+  }
+  return TtlKind::kNone;
+}
+
+// A key this write may create without giving it a TTL.
+bool mayCreate(const commands::CommandInfo& info, std::uint32_t keyFlags) {
+  if (!info.has(commands::kWrite)) return false;
+  if ((keyFlags & commands::kKeyDelete) != 0) return false;
+  return (keyFlags & (commands::kKeyInsert | commands::kKeyUpdate | commands::kKeyOW)) != 0;
+}
+
+class Evaluation {
+ public:
+  Evaluation(const CompiledRegistry& registry, const commands::CommandInfo& info,
+             const commands::CommandInfo& top, std::span<const std::string_view> argv,
+             const RequestContext& context, RandomSource& random, EvaluateScratch& scratch,
+             Decision& out)
+      : registry_(registry),
+        info_(info),
+        top_(top),
+        argv_(argv),
+        context_(context),
+        random_(random),
+        scratch_(scratch),
+        out_(out) {}
+
+  void run();
+
+ private:
+  // True when the request is refused (stop evaluating).
+  bool violate(Reason reason, const PatternRules* rules, std::string message);
+  bool checkChannels();
+  bool checkKey(std::size_t i);
+  bool checkTenant(const PatternRules& rules, std::string_view key);
+  bool checkValueSizes();
+  bool applyTtl();
+  bool clampOrRefuse(const PatternRules& rules, std::string_view key, std::size_t argIndex,
+                     std::int64_t value, std::int64_t unitMs, bool absolute);
+  void hideExpire(std::string_view key, const PatternRules& rules);
+  std::string ttlValue(const PatternRules& rules);
+  std::string_view arg(std::size_t i) const {
+    return out_.rewritten ? std::string_view(out_.args[i]) : argv_[i];
+  }
+  void setArg(std::size_t i, std::string value);
+  const PatternRules* keyRules(std::size_t keyIndex) const {
+    const int p = scratch_.patterns[keyIndex];
+    return p < 0 ? nullptr : &registry_.rules(static_cast<std::size_t>(p));
+  }
+
+  const CompiledRegistry& registry_;
+  const commands::CommandInfo& info_;
+  const commands::CommandInfo& top_;
+  std::span<const std::string_view> argv_;
+  const RequestContext& context_;
+  RandomSource& random_;
+  EvaluateScratch& scratch_;
+  Decision& out_;
+};
+
+bool Evaluation::violate(Reason reason, const PatternRules* rules, std::string message) {
+  const auto mode = rules != nullptr ? rules->mode : registry_.source().mode;
+  if (mode == config::RegistryMode::kAudit) {
+    ++out_.audited[static_cast<std::size_t>(reason)];
+    return false;
+  }
+  out_.refuse = true;
+  out_.reason = reason;
+  out_.error = std::move(message);
+  return true;
+}
+
+void Evaluation::setArg(std::size_t i, std::string value) {
+  if (!out_.rewritten) {
+    out_.rewritten = true;
+    out_.args.assign(argv_.begin(), argv_.end());
+  }
+  out_.args[i] = std::move(value);
+}
+
+void Evaluation::run() {
+  if (registry_.denied(info_, top_)) {
+    std::string name = lower(info_.name);
+    std::replace(name.begin(), name.end(), '|', ' ');
+    for (auto& c : name)
+      c = static_cast<char>(c >= 'a' && c <= 'z' ? c - 32 : c);
+    violate(Reason::kDenied, nullptr,
+            "DENIED keygate: " + name +
+                " is in the registry's denyCommands; run it against Redis directly if an "
+                "operator really means it");
+    return;
+  }
+  if (checkChannels()) return;
+  scratch_.keys.clear();
+  commands::extractKeys(info_, argv_, scratch_.keys);
+  if (scratch_.keys.empty()) return;
+  scratch_.patterns.assign(scratch_.keys.size(), -1);
+  for (std::size_t i = 0; i < scratch_.keys.size(); ++i) {
+    if (checkKey(i)) return;
+  }
+  out_.pattern = scratch_.patterns[0];
+  if (checkValueSizes()) return;
+  applyTtl();
+}
+
+bool Evaluation::checkChannels() {
+  const std::string_view name = top_.name;
+  std::size_t first = 0, last = 0;
+  if (name == "publish" || name == "spublish") {
+    first = last = 1;
+  } else if (name == "subscribe" || name == "ssubscribe") {
+    first = 1;
+    last = argv_.size() - 1;
+  } else {
+    return false;
+  }
+  for (std::size_t i = first; i <= last && i < argv_.size(); ++i) {
+    const std::string_view channel = argv_[i];
+    scratch_.captures.clear();
+    const int p = registry_.keys().match(channel, &scratch_.captures);
+    if (p < 0 || !registry_.rules(static_cast<std::size_t>(p)).channel) {
+      if (violate(Reason::kUnknownChannel, nullptr,
+                  "CHANNELUNKNOWN keygate: channel '" + shown(channel) +
+                      "' matches no registry pattern of kind channel; add it to the registry "
+                      "(kind: channel) or fix the channel name")) {
+        return true;
+      }
+      continue;
+    }
+    const auto& rules = registry_.rules(static_cast<std::size_t>(p));
+    if (out_.pattern < 0) out_.pattern = p;
+    if (checkTenant(rules, channel)) return true;
+  }
+  return false;
+}
+
+bool Evaluation::checkTenant(const PatternRules& rules, std::string_view key) {
+  if (context_.tenant.empty() || !rules.tenantScoped) return false;
+  for (const auto& c : scratch_.captures) {
+    if (c.name == "tenant" && c.value != context_.tenant) {
+      return violate(Reason::kCrossTenant, &rules,
+                     "CROSSTENANT keygate: '" + shown(key) + "' belongs to tenant '" +
+                         std::string(c.value) + "', and this connection is bound to tenant '" +
+                         std::string(context_.tenant) + "'");
+    }
+  }
+  return false;
+}
+
+bool Evaluation::checkKey(std::size_t i) {
+  const std::size_t argIndex = scratch_.keys[i].argIndex;
+  std::string_view key = arg(argIndex);
+  scratch_.captures.clear();
+  int p = registry_.keys().match(key, &scratch_.captures);
+  if (p >= 0 && registry_.rules(static_cast<std::size_t>(p)).channel) p = -1;
+  if (p < 0 && !registry_.rewrites().empty()) {
+    // A legacy shape: rewrite it onto its canonical pattern, filling <tenant> from the
+    // connection.
+    scratch_.captures.clear();
+    const int r = registry_.rewriteFrom().match(key, &scratch_.captures);
+    if (r >= 0) {
+      const auto& rule = registry_.rewrites()[static_cast<std::size_t>(r)];
+      if (!context_.tenant.empty()) scratch_.captures.push_back({"tenant", context_.tenant});
+      std::string canonical;
+      std::string error;
+      if (rule.to.expand(scratch_.captures, canonical, &error)) {
+        setArg(argIndex, std::move(canonical));
+        ++out_.keysRewritten;
+        key = arg(argIndex);
+        scratch_.captures.clear();
+        p = registry_.keys().match(key, &scratch_.captures);
+      }
+    }
+  }
+  if (p < 0) {
+    std::string message = "KEYUNKNOWN keygate: key '" + shown(key) + "' (shape '" +
+                          registry_.keys().shapeOf(key) + "') matches no registry pattern";
+    const int closest = registry_.keys().closest(key);
+    if (closest >= 0) {
+      message += "; closest pattern: '" +
+                 registry_.keys().pattern(static_cast<std::size_t>(closest)).text() + "'";
+    }
+    message += "; register the key shape in the registry or fix the key name";
+    return violate(Reason::kUnknownKey, nullptr, std::move(message));
+  }
+  scratch_.patterns[i] = p;
+  return checkTenant(registry_.rules(static_cast<std::size_t>(p)), key);
+}
+
+bool Evaluation::checkValueSizes() {
+  if (!info_.has(commands::kWrite)) return false;
+  const bool pairs = top_.name == "mset" || top_.name == "msetnx";
+  std::uint64_t smallest = UINT64_MAX;
+  const PatternRules* smallestRules = nullptr;
+  for (std::size_t k = 0; k < scratch_.keys.size(); ++k) {
+    const PatternRules* rules = keyRules(k);
+    if (rules != nullptr && rules->maxValueBytes < smallest) {
+      smallest = rules->maxValueBytes;
+      smallestRules = rules;
+    }
+  }
+  if (smallestRules == nullptr) return false;
+  for (std::size_t i = 1; i < argv_.size(); ++i) {
+    const PatternRules* rules = smallestRules;
+    bool isKey = false;
+    for (std::size_t k = 0; k < scratch_.keys.size(); ++k) {
+      if (scratch_.keys[k].argIndex == i) isKey = true;
+      // MSET: a value is judged by the pattern of the key before it.
+      if (pairs && scratch_.keys[k].argIndex + 1 == i && keyRules(k) != nullptr) {
+        rules = keyRules(k);
+      }
+    }
+    if (isKey || argv_[i].size() <= rules->maxValueBytes) continue;
+    if (violate(Reason::kValueTooLarge, rules,
+                "VALUETOOLARGE keygate: a value of " + std::to_string(argv_[i].size()) +
+                    " bytes for pattern '" + rules->entry->pattern +
+                    "' is over its maxValueBytes " + std::to_string(rules->maxValueBytes) +
+                    "; store less (split or compress it) or raise maxValueBytes in the registry")) {
+      return true;
+    }
+  }
+  return false;
+}
+
+std::string Evaluation::ttlValue(const PatternRules& rules) {
+  const auto jitter = static_cast<std::uint64_t>(rules.ttlJitter.count());
+  const auto ms = static_cast<std::uint64_t>(rules.ttlDefault.count()) +
+                  (jitter > 0 ? random_.upTo(jitter) : 0);
+  return std::to_string(ms);
+}
+
+void Evaluation::hideExpire(std::string_view key, const PatternRules& rules) {
+  out_.hidden.push_back({"PEXPIRE", std::string(key), ttlValue(rules), "NX"});
+  out_.hiddenKeys.emplace_back(key);
+  ++out_.ttlInjected;
+}
+
+bool Evaluation::clampOrRefuse(const PatternRules& rules, std::string_view key,
+                               std::size_t argIndex, std::int64_t value, std::int64_t unitMs,
+                               bool absolute) {
+  const std::int64_t nowMs =
+      std::chrono::duration_cast<milliseconds>(context_.now.time_since_epoch()).count();
+  const std::int64_t relativeMs = absolute ? value * unitMs - nowMs : value * unitMs;
+  const std::int64_t maxMs = rules.ttlMax.count();
+  if (relativeMs <= maxMs) return false;
+  if (rules.mode == config::RegistryMode::kAudit) {
+    ++out_.audited[static_cast<std::size_t>(Reason::kTtlTooLong)];
+    return false;
+  }
+  if (rules.tooLong == config::TooLongTtl::kReject) {
+    return violate(Reason::kTtlTooLong, &rules,
+                   "TTLTOOLONG keygate: a TTL of " + durationText(milliseconds(relativeMs)) +
+                       " for '" + shown(key) + "' is over pattern '" + rules.entry->pattern +
+                       "' ttl.max " + durationText(rules.ttlMax) + "; use at most " +
+                       durationText(rules.ttlMax));
+  }
+  std::int64_t clamped = absolute ? (nowMs + maxMs) / unitMs : maxMs / unitMs;
+  if (clamped <= 0) clamped = 1;
+  setArg(argIndex, std::to_string(clamped));
+  ++out_.ttlClamped;
+  return false;
+}
+
+bool Evaluation::applyTtl() {
+  const TtlKind kind = ttlKindOf(top_.name);
+  for (std::size_t k = 0; k < scratch_.keys.size(); ++k) {
+    const PatternRules* rules = keyRules(k);
+    if (rules == nullptr || !rules->ttlBound) continue;
+    const std::size_t keyIndex = scratch_.keys[k].argIndex;
+    const std::string_view key = arg(keyIndex);
+    const bool audit = rules->mode == config::RegistryMode::kAudit;
+    auto missing = [&]() -> bool {
+      // A write that leaves the key without a TTL.
+      if (rules->missing == config::MissingTtl::kReject) {
+        return violate(Reason::kTtlRequired, rules,
+                       "TTLREQUIRED keygate: '" + shown(key) + "' (pattern '" +
+                           rules->entry->pattern +
+                           "') must be written with a TTL (ttl.missing: reject); add EX/PX, "
+                           "or SET it with a TTL first");
+      }
+      if (!audit) return false;
+      ++out_.audited[static_cast<std::size_t>(Reason::kTtlRequired)];
+      return false;
+    };
+    std::int64_t n = 0;
+    switch (kind) {
+      case TtlKind::kPersist:
+        if (violate(Reason::kPersist, rules,
+                    "TTLPERSIST keygate: '" + shown(key) + "' (pattern '" + rules->entry->pattern +
+                        "') must keep a TTL; PERSIST would make it live forever")) {
+          return true;
+        }
+        break;
+      case TtlKind::kExpire:
+      case TtlKind::kPexpire:
+      case TtlKind::kExpireat:
+      case TtlKind::kPexpireat: {
+        if (argv_.size() < 3 || !parseInt64(argv_[2], n)) break;  // Redis answers the error
+        const bool ms = kind == TtlKind::kPexpire || kind == TtlKind::kPexpireat;
+        const bool at = kind == TtlKind::kExpireat || kind == TtlKind::kPexpireat;
+        if (clampOrRefuse(*rules, key, 2, n, ms ? 1 : 1000, at)) return true;
+        break;
+      }
+      case TtlKind::kSetex:
+      case TtlKind::kPsetex:
+        if (argv_.size() < 3 || !parseInt64(argv_[2], n)) break;
+        if (clampOrRefuse(*rules, key, 2, n, kind == TtlKind::kPsetex ? 1 : 1000, false)) {
+          return true;
+        }
+        break;
+      case TtlKind::kGetex:
+        for (std::size_t i = 2; i < argv_.size(); ++i) {
+          if (equalsNoCase(argv_[i], "persist")) {
+            if (violate(Reason::kPersist, rules,
+                        "TTLPERSIST keygate: '" + shown(key) + "' (pattern '" +
+                            rules->entry->pattern +
+                            "') must keep a TTL; GETEX PERSIST would make it live forever")) {
+              return true;
+            }
+          } else if (i + 1 < argv_.size() && parseInt64(argv_[i + 1], n)) {
+            const bool ex = equalsNoCase(argv_[i], "ex"), px = equalsNoCase(argv_[i], "px");
+            const bool exat = equalsNoCase(argv_[i], "exat"), pxat = equalsNoCase(argv_[i], "pxat");
+            if (ex || px || exat || pxat) {
+              if (clampOrRefuse(*rules, key, i + 1, n, (ex || exat) ? 1000 : 1, exat || pxat)) {
+                return true;
+              }
+              ++i;
+            }
+          }
+        }
+        break;
+      case TtlKind::kSet: {
+        bool hasTtl = false, keepTtl = false;
+        for (std::size_t i = 3; i < argv_.size(); ++i) {
+          const std::string_view opt = argv_[i];
+          if (equalsNoCase(opt, "keepttl")) {
+            keepTtl = true;
+            continue;
+          }
+          const bool ex = equalsNoCase(opt, "ex"), px = equalsNoCase(opt, "px");
+          const bool exat = equalsNoCase(opt, "exat"), pxat = equalsNoCase(opt, "pxat");
+          if (!(ex || px || exat || pxat) || i + 1 >= argv_.size()) continue;
+          hasTtl = true;
+          if (parseInt64(argv_[i + 1], n) &&
+              clampOrRefuse(*rules, key, i + 1, n, (ex || exat) ? 1000 : 1, exat || pxat)) {
+            return true;
+          }
+          ++i;
+        }
+        if (hasTtl) break;
+        if (missing()) return true;
+        if (audit || rules->missing == config::MissingTtl::kReject) break;
+        if (keepTtl) {
+          hideExpire(key, *rules);  // keeps an existing TTL, gives one to a new key
+        } else {
+          if (!out_.rewritten) {
+            out_.rewritten = true;
+            out_.args.assign(argv_.begin(), argv_.end());
+          }
+          out_.args.emplace_back("PX");
+          out_.args.push_back(ttlValue(*rules));
+          ++out_.ttlInjected;
+        }
+        break;
+      }
+      case TtlKind::kNone:
+        if (!mayCreate(info_, scratch_.keys[k].flags)) break;
+        if (missing()) return true;
+        if (audit || rules->missing == config::MissingTtl::kReject) break;
+        hideExpire(key, *rules);
+        break;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+std::string_view reasonName(Reason r) {
+  switch (r) {
+    case Reason::kDenied:
+      return "denied";
+    case Reason::kUnknownKey:
+      return "unknown_key";
+    case Reason::kUnknownChannel:
+      return "unknown_channel";
+    case Reason::kCrossTenant:
+      return "cross_tenant";
+    case Reason::kValueTooLarge:
+      return "value_too_large";
+    case Reason::kTtlRequired:
+      return "ttl_required";
+    case Reason::kTtlTooLong:
+      return "ttl_too_long";
+    case Reason::kPersist:
+      return "ttl_persist";
+    case Reason::kCount:
+      break;
+  }
+  return "unknown";
+}
+
+void Decision::clear() {
+  refuse = false;
+  reason = Reason::kCount;
+  error.clear();
+  pattern = -1;
+  rewritten = false;
+  args.clear();
+  hidden.clear();
+  hiddenKeys.clear();
+  audited.fill(0);
+  ttlInjected = ttlClamped = keysRewritten = 0;
+}
+
+bool CompiledRegistry::denied(const commands::CommandInfo& info,
+                              const commands::CommandInfo& top) const {
+  for (const auto* d : denied_) {
+    if (d == &info || d == &top) return true;
+  }
+  return false;
+}
+
+std::shared_ptr<const CompiledRegistry> CompiledRegistry::compile(
+    config::Registry registry, std::vector<config::ConfigError>* errors) {
+  std::shared_ptr<CompiledRegistry> out(new CompiledRegistry());
+  const std::size_t errorsBefore = errors->size();
+  auto error = [&](config::SourcePos pos, std::string path, std::string message) {
+    errors->push_back({registry.file, pos.line, pos.column, std::move(path), std::move(message)});
+  };
+
+  std::vector<std::string> texts;
+  texts.reserve(registry.patterns.size());
+  for (const auto& p : registry.patterns)
+    texts.push_back(p.pattern);
+  std::vector<PatternProblem> problems;
+  out->keys_ = KeyMatcher::build(texts, &problems);
+  for (const auto& problem : problems) {
+    const auto& entry = registry.patterns[problem.index];
+    error(entry.pos, "patterns[" + std::to_string(problem.index) + "].pattern", problem.message);
+  }
+
+  const auto& defaults = registry.defaults;
+  out->rules_.resize(registry.patterns.size());
+  for (std::size_t i = 0; i < registry.patterns.size(); ++i) {
+    const auto& entry = registry.patterns[i];
+    auto& r = out->rules_[i];
+    r.channel = entry.kind == config::PatternKind::kChannel;
+    r.maxValueBytes = entry.maxValueBytes.value_or(defaults.maxValueBytes);
+    const config::TtlPolicy& ttl = entry.ttl.present ? entry.ttl : defaults.ttl;
+    r.ttlBound = !r.channel && ttl.present && !ttl.exempt;
+    r.ttlDefault = ttl.defaultTtl;
+    r.ttlJitter = ttl.jitter;
+    r.ttlMax = ttl.max.count() > 0 ? ttl.max : ttl.defaultTtl + ttl.jitter;
+    r.missing = ttl.missing;
+    r.tooLong = ttl.tooLong;
+    r.mode = entry.mode.value_or(registry.mode);
+  }
+
+  const auto& table = commands::CommandTable::redis70();
+  const auto& deny =
+      registry.denyCommands.empty() ? config::defaultDenyCommands() : registry.denyCommands;
+  for (const auto& name : deny) {
+    const auto bar = name.find('|');
+    const commands::CommandInfo* row = table.find(name.substr(0, bar));
+    if (row != nullptr && bar != std::string::npos) {
+      const std::string sub = lower(name.substr(0, bar)) + "|" + lower(name.substr(bar + 1));
+      const commands::CommandInfo* found = nullptr;
+      for (const auto& s : row->subcommands) {
+        if (s.name == sub) found = &s;
+      }
+      row = found;
+    }
+    if (row == nullptr) {
+      error({}, "denyCommands",
+            "'" + name +
+                "' is not a Redis 7.0 command; use names as in COMMAND INFO, e.g. "
+                "FLUSHALL or CLUSTER FAILOVER");
+      continue;
+    }
+    out->denied_.push_back(row);
+  }
+
+  std::vector<std::string> fromTexts;
+  std::vector<std::size_t> fromIndex;  // rewrite index of each entry of fromTexts
+  for (std::size_t i = 0; i < registry.rewrites.size(); ++i) {
+    const auto& rw = registry.rewrites[i];
+    const std::string path = "rewrites[" + std::to_string(i) + "]";
+    std::string why;
+    auto from = KeyPattern::parse(rw.from, &why);
+    if (!from) {
+      error(rw.pos, path + ".from", why);
+      continue;
+    }
+    auto to = KeyPattern::parse(rw.to, &why);
+    if (!to) {
+      error(rw.toPos, path + ".to", why);
+      continue;
+    }
+    std::size_t target = SIZE_MAX;
+    for (std::size_t p = 0; p < registry.patterns.size(); ++p) {
+      if (registry.patterns[p].pattern == rw.to) target = p;
+    }
+    if (target == SIZE_MAX) {
+      error(rw.toPos, path + ".to",
+            "'" + rw.to +
+                "' is not one of the registry's patterns; a rewrite must land on a "
+                "registered pattern (copy its text exactly)");
+      continue;
+    }
+    bool ok = true;
+    for (const auto name : to->variableNames()) {
+      if (name != "tenant" && !from->hasVariable(name)) {
+        error(rw.toPos, path + ".to",
+              "variable <" + std::string(name) + "> of the target does not appear in '" + rw.from +
+                  "'; every variable except <tenant> must come from the legacy key");
+        ok = false;
+      }
+    }
+    if (!ok) continue;
+    fromTexts.push_back(rw.from);
+    fromIndex.push_back(i);
+    out->rewrites_.push_back({std::move(*from), std::move(*to), target});
+  }
+  std::vector<PatternProblem> rewriteProblems;
+  out->rewriteFrom_ = KeyMatcher::build(fromTexts, &rewriteProblems);
+  for (const auto& problem : rewriteProblems) {
+    const std::size_t i = fromIndex[problem.index];
+    error(registry.rewrites[i].pos, "rewrites[" + std::to_string(i) + "].from", problem.message);
+  }
+
+  // The hash names the rules in force (patterns, TTLs, sizes, modes, rewrites, denials).
+  std::uint64_t h = 1469598103934665603ull;
+  h = fnv1a(h, registry.mode == config::RegistryMode::kAudit ? "audit" : "enforce");
+  for (std::size_t i = 0; i < registry.patterns.size(); ++i) {
+    const auto& r = out->rules_[i];
+    h = fnv1a(h, registry.patterns[i].pattern);
+    h = fnv1a(h, std::to_string(r.maxValueBytes) + "/" + std::to_string(r.ttlDefault.count()) +
+                     "/" + std::to_string(r.ttlMax.count()) + "/" +
+                     std::to_string(r.ttlJitter.count()) + "/" +
+                     std::to_string(static_cast<int>(r.missing)) +
+                     std::to_string(static_cast<int>(r.tooLong)) +
+                     std::to_string(static_cast<int>(r.mode)) + (r.ttlBound ? "t" : "f"));
+  }
+  for (const auto& rw : registry.rewrites)
+    h = fnv1a(h, rw.from + "->" + rw.to);
+  for (const auto& d : deny)
+    h = fnv1a(h, d);
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
+  out->hash_ = hex;
+
+  out->registry_ = std::move(registry);
+  for (std::size_t i = 0; i < out->rules_.size(); ++i) {
+    out->rules_[i].entry = &out->registry_.patterns[i];
+    out->rules_[i].tenantScoped =
+        out->keys_.size() > i && out->keys_.pattern(i).hasVariable("tenant");
+  }
+  if (errors->size() != errorsBefore) return nullptr;
+  return out;
+}
+
+void evaluate(const CompiledRegistry& registry, const commands::CommandInfo& info,
+              const commands::CommandInfo& top, std::span<const std::string_view> argv,
+              const RequestContext& context, RandomSource& random, EvaluateScratch& scratch,
+              Decision& out) {
+  out.clear();
+  Evaluation(registry, info, top, argv, context, random, scratch, out).run();
+}
+
+}  // namespace keygate::policies

@@ -1,0 +1,148 @@
+#pragma once
+
+// The registry, compiled for the request path (SPEC.md sections 3 and 4), and the decision it
+// makes about one request: forward as is, forward rewritten (canonical keys, an injected or
+// clamped TTL), forward followed by hidden commands (EXPIRE NX on keys created without a TTL),
+// or refuse with an error whose first word is a stable code. Pure: no sockets, no clocks or
+// randomness of its own (the caller passes the time and a random source), so every rule is
+// unit-tested.
+//
+// Error codes (first word of the error reply):
+//   DENIED          the command is in denyCommands
+//   KEYUNKNOWN      a key matches no registry pattern
+//   CHANNELUNKNOWN  a pub/sub channel matches no `kind: channel` pattern
+//   CROSSTENANT     a key of another tenant on a connection bound to a tenant
+//   VALUETOOLARGE   an argument larger than the pattern's maxValueBytes
+//   TTLREQUIRED     a write without a TTL to a pattern with `ttl.missing: reject`
+//   TTLTOOLONG      a TTL above the pattern's ttl.max with `ttl.tooLong: reject`
+//   TTLPERSIST      PERSIST / GETEX PERSIST on a TTL-bound key
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config/registry.hpp"
+#include "policies/key_matcher.hpp"
+#include "policies/key_pattern.hpp"
+#include "proxy/commands/command_table.hpp"
+
+namespace keygate::policies {
+
+// A pattern's rules with the registry's defaults applied.
+struct PatternRules {
+  const config::PatternEntry* entry = nullptr;
+  bool channel = false;
+  bool tenantScoped = false;  // the pattern has <tenant>
+  std::uint64_t maxValueBytes = 0;
+  bool ttlBound = false;  // a TTL policy applies (own or defaults.ttl; not exempt)
+  std::chrono::milliseconds ttlDefault{0};
+  std::chrono::milliseconds ttlMax{0};  // default + jitter when the file gave none
+  std::chrono::milliseconds ttlJitter{0};
+  config::MissingTtl missing = config::MissingTtl::kInject;
+  config::TooLongTtl tooLong = config::TooLongTtl::kClamp;
+  config::RegistryMode mode = config::RegistryMode::kEnforce;
+};
+
+enum class Reason : std::uint8_t {
+  kDenied,
+  kUnknownKey,
+  kUnknownChannel,
+  kCrossTenant,
+  kValueTooLarge,
+  kTtlRequired,
+  kTtlTooLong,
+  kPersist,
+  kCount,
+};
+std::string_view reasonName(Reason r);  // "denied", "unknown_key", ... (metric labels)
+
+class CompiledRegistry {
+ public:
+  // Compiles a loaded registry: pattern syntax, overlaps, rewrite targets. Errors (with the
+  // file position of the pattern or rewrite) make the result null.
+  static std::shared_ptr<const CompiledRegistry> compile(config::Registry registry,
+                                                         std::vector<config::ConfigError>* errors);
+
+  const config::Registry& source() const { return registry_; }
+  const KeyMatcher& keys() const { return keys_; }
+  const PatternRules& rules(std::size_t index) const { return rules_[index]; }
+  std::size_t patternCount() const { return rules_.size(); }
+  // `info` the resolved row (a subcommand for containers), `top` the top-level row.
+  bool denied(const commands::CommandInfo& info, const commands::CommandInfo& top) const;
+  // A hash of the file's content, for /registry and the version metric.
+  const std::string& hash() const { return hash_; }
+
+  struct RewriteRule {
+    KeyPattern from;
+    KeyPattern to;
+    std::size_t target = 0;  // pattern index `to` produces
+  };
+  const std::vector<RewriteRule>& rewrites() const { return rewrites_; }
+  const KeyMatcher& rewriteFrom() const { return rewriteFrom_; }
+
+ private:
+  CompiledRegistry() = default;
+
+  config::Registry registry_;
+  KeyMatcher keys_;
+  std::vector<PatternRules> rules_;
+  std::vector<const commands::CommandInfo*> denied_;  // rows (a container row denies it all)
+  std::vector<RewriteRule> rewrites_;
+  KeyMatcher rewriteFrom_;
+  std::string hash_;
+};
+
+// Uniform random numbers for TTL jitter (tests inject a fixed sequence).
+class RandomSource {
+ public:
+  virtual ~RandomSource() = default;
+  // A number in [0, bound], uniformly.
+  virtual std::uint64_t upTo(std::uint64_t bound) = 0;
+};
+
+struct RequestContext {
+  std::string_view tenant;                    // empty: not bound to a tenant
+  std::chrono::system_clock::time_point now;  // for EXPIREAT / EXAT / PXAT
+};
+
+// What to do with one request. Reused per session: evaluate() clears it.
+struct Decision {
+  bool refuse = false;
+  Reason reason = Reason::kCount;
+  std::string error;  // refuse: the error text, code first (no '-' or CRLF)
+  int pattern = -1;   // the first key's pattern (-1: none / keyless)
+
+  bool rewritten = false;         // send `args` instead of the client's argv
+  std::vector<std::string> args;  // rewritten: the whole argv
+  // Hidden commands to send right after the request on the connection of `hiddenKeys[i]`'s
+  // slot; their replies are dropped (PEXPIRE key ms NX).
+  std::vector<std::vector<std::string>> hidden;
+  std::vector<std::string> hiddenKeys;
+
+  // Violations let through because their pattern (or the registry) is in audit mode.
+  std::array<std::uint32_t, static_cast<std::size_t>(Reason::kCount)> audited{};
+  std::uint32_t ttlInjected = 0;
+  std::uint32_t ttlClamped = 0;
+  std::uint32_t keysRewritten = 0;
+
+  void clear();
+};
+
+// Scratch buffers evaluate() reuses between calls (one per session).
+struct EvaluateScratch {
+  std::vector<commands::KeyRef> keys;
+  std::vector<int> patterns;  // per key
+  Captures captures;
+};
+
+void evaluate(const CompiledRegistry& registry, const commands::CommandInfo& info,
+              const commands::CommandInfo& top, std::span<const std::string_view> argv,
+              const RequestContext& context, RandomSource& random, EvaluateScratch& scratch,
+              Decision& out);
+
+}  // namespace keygate::policies

@@ -1,0 +1,112 @@
+#include "proxy/registry_watcher.hpp"
+
+#include <spdlog/spdlog.h>
+#include <sys/inotify.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+
+#include "proxy/worker.hpp"
+
+namespace keygate::proxy {
+
+std::shared_ptr<const policies::CompiledRegistry> loadCompiledRegistry(
+    const std::string& path, std::vector<config::ConfigError>* errors) {
+  auto loaded = config::loadRegistryFile(path);
+  if (!loaded.ok()) {
+    errors->insert(errors->end(), loaded.errors.begin(), loaded.errors.end());
+    return nullptr;
+  }
+  return policies::CompiledRegistry::compile(std::move(loaded.registry), errors);
+}
+
+RegistryWatcher::RegistryWatcher(asio::io_context& io, ServerContext& context, Publish publish)
+    : io_(io),
+      context_(context),
+      publish_(std::move(publish)),
+      path_(context.config.registryPath),
+      inotify_(io),
+      buffer_(16 * 1024) {}
+
+RegistryWatcher::~RegistryWatcher() {
+  stop();
+}
+
+void RegistryWatcher::setInitial(std::shared_ptr<const policies::CompiledRegistry> registry) {
+  current_ = std::move(registry);
+  context_.registryPatterns.store(current_ ? current_->patternCount() : 0);
+}
+
+bool RegistryWatcher::start() {
+  const int fd = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  if (fd < 0) {
+    spdlog::get("main")->warn(
+        "registry: inotify unavailable ({}); reload with SIGHUP or "
+        "POST /reload",
+        std::strerror(errno));
+    return false;
+  }
+  std::string dir = std::filesystem::path(path_).parent_path().string();
+  if (dir.empty()) dir = ".";
+  // The directory, not the file: a ConfigMap update replaces a symlink, an editor renames a
+  // new file over the old one; both leave a watch on the file itself pointing at nothing.
+  watch_ = ::inotify_add_watch(
+      fd, dir.c_str(),
+      IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_ATTRIB);
+  if (watch_ < 0) {
+    spdlog::get("main")->warn(
+        "registry: cannot watch {} ({}); reload with SIGHUP or "
+        "POST /reload",
+        dir, std::strerror(errno));
+    ::close(fd);
+    return false;
+  }
+  inotify_.assign(fd);
+  readEvents();
+  return true;
+}
+
+void RegistryWatcher::stop() {
+  boost::system::error_code ignored;
+  inotify_.close(ignored);
+}
+
+void RegistryWatcher::readEvents() {
+  inotify_.async_read_some(asio::buffer(buffer_),
+                           [this](const boost::system::error_code& ec, std::size_t n) {
+                             if (ec) return;  // closed at shutdown
+                             // Any change in the directory: one reload per batch of events.
+                             // Reloading the same content is cheap and leaves the registry as it
+                             // is.
+                             if (n > 0) reload("file changed");
+                             readEvents();
+                           });
+}
+
+std::string RegistryWatcher::reload(std::string_view why) {
+  auto log = spdlog::get("main");
+  std::vector<config::ConfigError> errors;
+  auto fresh = loadCompiledRegistry(path_, &errors);
+  if (!fresh) {
+    context_.registryReloadFailures.fetch_add(1, std::memory_order_relaxed);
+    log->error("registry {} ({}): {} error{}; the rules in force stay as they were", path_, why,
+               errors.size(), errors.size() == 1 ? "" : "s");
+    for (const auto& e : errors)
+      log->error("  {}", e.str());
+    return "invalid: " + std::to_string(errors.size()) + " error(s), previous registry kept" +
+           (errors.empty() ? std::string() : "; first: " + errors.front().str());
+  }
+  if (current_ && current_->hash() == fresh->hash()) {
+    return "unchanged: " + fresh->hash();
+  }
+  context_.registryReloads.fetch_add(1, std::memory_order_relaxed);
+  context_.registryPatterns.store(fresh->patternCount());
+  log->info("registry {} ({}): {} patterns, hash {}", path_, why, fresh->patternCount(),
+            fresh->hash());
+  current_ = fresh;
+  publish_(std::move(fresh));
+  return "reloaded: " + current_->hash();
+}
+
+}  // namespace keygate::proxy

@@ -1,0 +1,316 @@
+#include "policies/registry_policy.hpp"
+
+#include <catch2/catch.hpp>
+#include <deque>
+#include <string>
+#include <vector>
+
+using namespace keygate;
+using namespace keygate::policies;
+using std::chrono::milliseconds;
+
+namespace {
+
+// A random source that returns what the test says (clamped to the bound it is asked for).
+class FixedRandom final : public RandomSource {
+ public:
+  explicit FixedRandom(std::deque<std::uint64_t> values) : values_(std::move(values)) {}
+  std::uint64_t upTo(std::uint64_t bound) override {
+    lastBound = bound;
+    if (values_.empty()) return 0;
+    const auto v = values_.front();
+    values_.pop_front();
+    return std::min(v, bound);
+  }
+  std::uint64_t lastBound = 0;
+
+ private:
+  std::deque<std::uint64_t> values_;
+};
+
+config::PatternEntry pattern(std::string text, milliseconds ttl = milliseconds(0),
+                             milliseconds jitter = milliseconds(0)) {
+  config::PatternEntry e;
+  e.pattern = std::move(text);
+  e.owner = "test";
+  e.purpose = "test";
+  if (ttl.count() > 0) {
+    e.ttl.present = true;
+    e.ttl.defaultTtl = ttl;
+    e.ttl.jitter = jitter;
+  } else {
+    e.authority = true;
+  }
+  return e;
+}
+
+std::shared_ptr<const CompiledRegistry> compile(config::Registry r) {
+  r.file = "test.yaml";
+  std::vector<config::ConfigError> errors;
+  auto c = CompiledRegistry::compile(std::move(r), &errors);
+  INFO((errors.empty() ? std::string() : errors.front().str()));
+  REQUIRE(c);
+  return c;
+}
+
+struct Harness {
+  std::shared_ptr<const CompiledRegistry> registry;
+  FixedRandom random{{}};
+  EvaluateScratch scratch;
+  Decision decision;
+  RequestContext context;
+
+  const Decision& run(std::vector<std::string_view> argv) {
+    const auto& table = commands::CommandTable::redis70();
+    const auto* top = table.find(argv[0]);
+    REQUIRE(top != nullptr);
+    const auto* info = top;
+    if (top->isContainer() && argv.size() >= 2) {
+      bool unknown = false;
+      if (const auto* sub = table.resolve(argv, &unknown)) info = sub;
+    }
+    evaluate(*registry, *info, *top, argv, context, random, scratch, decision);
+    return decision;
+  }
+};
+
+config::Registry basicRegistry() {
+  config::Registry r;
+  r.denyCommands = config::defaultDenyCommands();
+  r.patterns.push_back(pattern("cpq:{tenant-<tenant>}:preview:quote-<quoteId>:rev-<rev:int>",
+                               milliseconds(300000), milliseconds(30000)));
+  r.patterns.push_back(pattern("cpq:{tenant-<tenant>}:lock:quote-<quoteId>"));
+  r.patterns.back().authority = true;
+  r.patterns.back().ttl.present = true;
+  r.patterns.back().ttl.defaultTtl = milliseconds(10000);
+  r.patterns.back().ttl.missing = config::MissingTtl::kReject;
+  r.patterns.back().ttl.tooLong = config::TooLongTtl::kReject;
+  r.patterns.push_back(pattern("cpq:global:flags"));
+  r.patterns.back().maxValueBytes = 16;
+  auto channel = pattern("cpq:{tenant-<tenant>}:events:catalog");
+  channel.kind = config::PatternKind::kChannel;
+  r.patterns.push_back(channel);
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("registered keys pass; unknown keys are refused with their shape and closest pattern") {
+  Harness h;
+  h.registry = compile(basicRegistry());
+  auto& d = h.run({"GET", "cpq:{tenant-acme}:preview:quote-q1:rev-3"});
+  CHECK_FALSE(d.refuse);
+  CHECK(d.pattern == 0);
+  auto& u = h.run({"GET", "cpq:{tenant-acme}:preview:quote-q1:rev-x"});
+  REQUIRE(u.refuse);
+  CHECK(u.reason == Reason::kUnknownKey);
+  CHECK(u.error.starts_with("KEYUNKNOWN "));
+  CHECK(u.error.find("cpq:{tenant-acme}:preview:quote-q1:rev-x") != std::string::npos);
+  CHECK(u.error.find("cpq:{tenant-<tenant>}:preview:quote-<quoteId>:rev-<rev:int>") !=
+        std::string::npos);
+  // Every key of a multi-key command is checked.
+  CHECK(h.run({"MGET", "cpq:global:flags", "nope"}).refuse);
+  // Keyless commands have nothing to check.
+  CHECK_FALSE(h.run({"PING"}).refuse);
+}
+
+TEST_CASE("audit mode forwards violations and counts them") {
+  auto r = basicRegistry();
+  r.mode = config::RegistryMode::kAudit;
+  Harness h;
+  h.registry = compile(r);
+  auto& d = h.run({"GET", "legacy:key"});
+  CHECK_FALSE(d.refuse);
+  CHECK(d.audited[static_cast<std::size_t>(Reason::kUnknownKey)] == 1);
+}
+
+TEST_CASE("a pattern in audit mode is not changed: no TTL injected, oversize let through") {
+  auto r = basicRegistry();
+  r.patterns[0].mode = config::RegistryMode::kAudit;
+  Harness h;
+  h.registry = compile(r);
+  auto& d = h.run({"SET", "cpq:{tenant-acme}:preview:quote-q1:rev-3", "v"});
+  CHECK_FALSE(d.refuse);
+  CHECK_FALSE(d.rewritten);
+  CHECK(d.ttlInjected == 0);
+}
+
+TEST_CASE("SET without a TTL gets default + uniform jitter from the random source") {
+  Harness h;
+  h.registry = compile(basicRegistry());
+  h.random = FixedRandom({12345});
+  auto& d = h.run({"SET", "cpq:{tenant-acme}:preview:quote-q1:rev-3", "v"});
+  REQUIRE(d.rewritten);
+  CHECK(h.random.lastBound == 30000);  // jitter range [0, 30 s]
+  REQUIRE(d.args.size() == 5);
+  CHECK(d.args[3] == "PX");
+  CHECK(d.args[4] == std::to_string(300000 + 12345));
+  CHECK(d.ttlInjected == 1);
+  SECTION("the jitter never exceeds its bound") {
+    h.random = FixedRandom({1'000'000});
+    auto& e = h.run({"SET", "cpq:{tenant-acme}:preview:quote-q1:rev-3", "v"});
+    CHECK(e.args[4] == std::to_string(300000 + 30000));
+  }
+}
+
+TEST_CASE("TTL too long: clamped by default, refused when the pattern says reject") {
+  Harness h;
+  h.registry = compile(basicRegistry());
+  auto& d = h.run({"SET", "cpq:{tenant-acme}:preview:quote-q1:rev-3", "v", "EX", "86400"});
+  REQUIRE(d.rewritten);
+  CHECK(d.args[4] == "330");  // max = default + jitter = 330 s
+  CHECK(d.ttlClamped == 1);
+  auto& e = h.run({"EXPIRE", "cpq:{tenant-acme}:preview:quote-q1:rev-3", "100"});
+  CHECK_FALSE(e.rewritten);
+  auto& p = h.run({"PEXPIRE", "cpq:{tenant-acme}:preview:quote-q1:rev-3", "999999999"});
+  REQUIRE(p.rewritten);
+  CHECK(p.args[2] == "330000");
+  auto& lock = h.run({"SET", "cpq:{tenant-acme}:lock:quote-q1", "me", "NX", "PX", "60000"});
+  REQUIRE(lock.refuse);
+  CHECK(lock.error.starts_with("TTLTOOLONG "));
+  SECTION("EXPIREAT is judged relative to now") {
+    h.context.now = std::chrono::system_clock::time_point(std::chrono::seconds(1'000'000));
+    auto& at = h.run({"EXPIREAT", "cpq:{tenant-acme}:preview:quote-q1:rev-3", "1000100"});
+    CHECK_FALSE(at.rewritten);
+    auto& far = h.run({"EXPIREAT", "cpq:{tenant-acme}:preview:quote-q1:rev-3", "2000000"});
+    REQUIRE(far.rewritten);
+    CHECK(far.args[2] == "1000330");
+  }
+}
+
+TEST_CASE("missing TTL with missing: reject is refused; PERSIST and GETEX PERSIST are refused") {
+  Harness h;
+  h.registry = compile(basicRegistry());
+  auto& d = h.run({"SET", "cpq:{tenant-acme}:lock:quote-q1", "me", "NX"});
+  REQUIRE(d.refuse);
+  CHECK(d.error.starts_with("TTLREQUIRED "));
+  CHECK(h.run({"SET", "cpq:{tenant-acme}:lock:quote-q1", "me", "NX", "PX", "5000"}).refuse ==
+        false);
+  CHECK(h.run({"PERSIST", "cpq:{tenant-acme}:preview:quote-q1:rev-3"})
+            .error.starts_with("TTLPERSIST "));
+  CHECK(h.run({"GETEX", "cpq:{tenant-acme}:preview:quote-q1:rev-3", "PERSIST"})
+            .error.starts_with("TTLPERSIST "));
+  // Keys without a TTL contract may be persisted.
+  CHECK_FALSE(h.run({"PERSIST", "cpq:global:flags"}).refuse);
+}
+
+TEST_CASE("writes that create keys without a TTL argument get a hidden PEXPIRE NX") {
+  Harness h;
+  h.registry = compile(basicRegistry());
+  h.random = FixedRandom({7, 8});
+  auto& d = h.run({"HSET", "cpq:{tenant-acme}:preview:quote-q1:rev-3", "f", "v"});
+  CHECK_FALSE(d.refuse);
+  CHECK_FALSE(d.rewritten);
+  REQUIRE(d.hidden.size() == 1);
+  CHECK(d.hidden[0] == std::vector<std::string>{"PEXPIRE",
+                                                "cpq:{tenant-acme}:preview:quote-q1:rev-3",
+                                                std::to_string(300007), "NX"});
+  // Reads and deletes create nothing.
+  CHECK(h.run({"HGETALL", "cpq:{tenant-acme}:preview:quote-q1:rev-3"}).hidden.empty());
+  CHECK(h.run({"DEL", "cpq:{tenant-acme}:preview:quote-q1:rev-3"}).hidden.empty());
+  // A write to a pattern with missing: reject is refused instead.
+  CHECK(h.run({"INCR", "cpq:{tenant-acme}:lock:quote-q1"}).error.starts_with("TTLREQUIRED "));
+  // MSET: one per key.
+  auto& m = h.run({"MSET", "cpq:{tenant-acme}:preview:quote-q1:rev-3", "a",
+                   "cpq:{tenant-acme}:preview:quote-q2:rev-1", "b"});
+  CHECK(m.hidden.size() == 2);
+  CHECK(m.hiddenKeys[1] == "cpq:{tenant-acme}:preview:quote-q2:rev-1");
+  // SET KEEPTTL keeps an existing TTL and gives a new key one.
+  auto& k = h.run({"SET", "cpq:{tenant-acme}:preview:quote-q1:rev-3", "v", "KEEPTTL"});
+  CHECK_FALSE(k.rewritten);
+  CHECK(k.hidden.size() == 1);
+}
+
+TEST_CASE("values over maxValueBytes are refused before forwarding") {
+  Harness h;
+  h.registry = compile(basicRegistry());
+  CHECK_FALSE(h.run({"SET", "cpq:global:flags", "0123456789abcdef"}).refuse);
+  auto& d = h.run({"SET", "cpq:global:flags", "0123456789abcdefX"});
+  REQUIRE(d.refuse);
+  CHECK(d.error.starts_with("VALUETOOLARGE "));
+  CHECK(d.error.find("17 bytes") != std::string::npos);
+  CHECK(d.error.find("16") != std::string::npos);
+  // MSET judges each value by its own key's pattern.
+  CHECK_FALSE(h.run({"MSET", "cpq:{tenant-acme}:preview:quote-q1:rev-3", std::string(100, 'x'),
+                     "cpq:global:flags", "ok"})
+                  .refuse);
+  // Reads are not size-checked.
+  CHECK_FALSE(h.run({"GET", "cpq:global:flags"}).refuse);
+}
+
+TEST_CASE("a connection bound to a tenant touches only that tenant's keys and channels") {
+  Harness h;
+  h.registry = compile(basicRegistry());
+  h.context.tenant = "acme";
+  CHECK_FALSE(h.run({"GET", "cpq:{tenant-acme}:preview:quote-q1:rev-3"}).refuse);
+  auto& d = h.run({"GET", "cpq:{tenant-globex}:preview:quote-q1:rev-3"});
+  REQUIRE(d.refuse);
+  CHECK(d.error.starts_with("CROSSTENANT "));
+  CHECK(h.run({"PUBLISH", "cpq:{tenant-globex}:events:catalog", "x"})
+            .error.starts_with("CROSSTENANT "));
+  // Global keys are allowed.
+  CHECK_FALSE(h.run({"GET", "cpq:global:flags"}).refuse);
+}
+
+TEST_CASE("channels must be registered as kind: channel; keys may not use channel patterns") {
+  Harness h;
+  h.registry = compile(basicRegistry());
+  CHECK_FALSE(h.run({"PUBLISH", "cpq:{tenant-acme}:events:catalog", "x"}).refuse);
+  CHECK_FALSE(h.run({"SUBSCRIBE", "cpq:{tenant-acme}:events:catalog"}).refuse);
+  CHECK(h.run({"SUBSCRIBE", "random-channel"}).error.starts_with("CHANNELUNKNOWN "));
+  CHECK(h.run({"GET", "cpq:{tenant-acme}:events:catalog"}).error.starts_with("KEYUNKNOWN "));
+}
+
+TEST_CASE("denied commands: the built-in list and the registry's own") {
+  Harness h;
+  h.registry = compile(basicRegistry());
+  CHECK(h.run({"KEYS", "*"}).error.starts_with("DENIED "));
+  CHECK(h.run({"FLUSHALL"}).error.starts_with("DENIED "));
+  CHECK(h.run({"CONFIG", "GET", "maxmemory"}).error.starts_with("DENIED "));
+  CHECK(h.run({"SCRIPT", "FLUSH"}).error.starts_with("DENIED "));
+  CHECK_FALSE(h.run({"SCRIPT", "LOAD", "return 1"}).refuse);
+  auto r = basicRegistry();
+  r.denyCommands = {"DBSIZE"};
+  h.registry = compile(r);
+  CHECK(h.run({"DBSIZE"}).error.starts_with("DENIED "));
+  CHECK_FALSE(h.run({"KEYS", "*"}).refuse);
+}
+
+TEST_CASE("rewrites land legacy keys on their canonical pattern, with the connection's tenant") {
+  auto r = basicRegistry();
+  r.rewrites.push_back(
+      {"legacy:lock-<quoteId>", "cpq:{tenant-<tenant>}:lock:quote-<quoteId>", {}, {}});
+  Harness h;
+  h.registry = compile(r);
+  h.context.tenant = "acme";
+  auto& d = h.run({"SET", "legacy:lock-q9", "me", "PX", "5000"});
+  CHECK_FALSE(d.refuse);
+  REQUIRE(d.rewritten);
+  CHECK(d.args[1] == "cpq:{tenant-acme}:lock:quote-q9");
+  CHECK(d.keysRewritten == 1);
+  SECTION("a rewrite target that is not a registered pattern is a load error") {
+    auto bad = basicRegistry();
+    bad.rewrites.push_back({"legacy:<x>", "cpq:nowhere:<x>", {3, 5}, {3, 20}});
+    bad.file = "r.yaml";
+    std::vector<config::ConfigError> errors;
+    CHECK_FALSE(CompiledRegistry::compile(bad, &errors));
+    REQUIRE(errors.size() == 1);
+    CHECK(errors[0].path == "rewrites[0].to");
+    CHECK(errors[0].line == 3);
+    CHECK(errors[0].column == 20);
+  }
+}
+
+TEST_CASE("overlapping patterns are load errors at the pattern's position") {
+  auto r = basicRegistry();
+  r.patterns.push_back(pattern("cpq:{tenant-<t>}:preview:quote-<q>:rev-<r>", milliseconds(1000)));
+  r.patterns.back().pos = {42, 14};
+  r.file = "r.yaml";
+  std::vector<config::ConfigError> errors;
+  CHECK_FALSE(CompiledRegistry::compile(r, &errors));
+  REQUIRE_FALSE(errors.empty());
+  bool found = false;
+  for (const auto& e : errors)
+    found = found || (e.line == 42 || e.path.find("patterns[") == 0);
+  CHECK(found);
+}
