@@ -540,7 +540,11 @@ std::shared_ptr<const CompiledRegistry> CompiledRegistry::compile(
   const auto& table = commands::CommandTable::redis70();
   const auto& deny =
       registry.denyCommands.empty() ? config::defaultDenyCommands() : registry.denyCommands;
-  for (const auto& name : deny) {
+  for (std::size_t d = 0; d < deny.size(); ++d) {
+    const std::string& name = deny[d];
+    const config::SourcePos namePos = d < registry.denyCommandPositions.size()
+                                          ? registry.denyCommandPositions[d]
+                                          : config::SourcePos{};
     const auto bar = name.find('|');
     const commands::CommandInfo* row = table.find(name.substr(0, bar));
     if (row != nullptr && bar != std::string::npos) {
@@ -552,7 +556,7 @@ std::shared_ptr<const CompiledRegistry> CompiledRegistry::compile(
       row = found;
     }
     if (row == nullptr) {
-      error({}, "denyCommands",
+      error(namePos, "denyCommands[" + std::to_string(d) + "]",
             "'" + name +
                 "' is not a Redis 7.0 command; use names as in COMMAND INFO, e.g. "
                 "FLUSHALL or CLUSTER FAILOVER");
