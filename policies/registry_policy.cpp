@@ -4,6 +4,8 @@
 #include <charconv>
 #include <cstdio>
 
+#include "proxy/resp/reply_writer.hpp"
+
 namespace keygate::policies {
 
 namespace {
@@ -310,7 +312,11 @@ std::string Evaluation::ttlValue(const PatternRules& rules) {
 }
 
 void Evaluation::hideExpire(std::string_view key, const PatternRules& rules) {
-  out_.hidden.push_back({"PEXPIRE", std::string(key), ttlValue(rules), "NX"});
+  const std::string ttl = ttlValue(rules);
+  resp::appendCommand(out_.hidden, {std::string_view("PEXPIRE"), key, std::string_view(ttl),
+                                    std::string_view("NX")});
+  ++out_.hiddenCount;
+  out_.hiddenEnds.push_back(static_cast<std::uint32_t>(out_.hidden.size()));
   out_.hiddenKeys.emplace_back(key);
   ++out_.ttlInjected;
 }
@@ -433,12 +439,9 @@ bool Evaluation::applyTtl() {
         if (keepTtl) {
           hideExpire(key, *rules);  // keeps an existing TTL, gives one to a new key
         } else {
-          if (!out_.rewritten) {
-            out_.rewritten = true;
-            out_.args.assign(argv_.begin(), argv_.end());
-          }
-          out_.args.emplace_back("PX");
-          out_.args.push_back(ttlValue(*rules));
+          auto& tail = out_.rewritten ? out_.args : out_.appended;
+          tail.emplace_back("PX");
+          tail.push_back(ttlValue(*rules));
           ++out_.ttlInjected;
         }
         break;
@@ -487,7 +490,10 @@ void Decision::clear() {
   pattern = -1;
   rewritten = false;
   args.clear();
+  appended.clear();
   hidden.clear();
+  hiddenCount = 0;
+  hiddenEnds.clear();
   hiddenKeys.clear();
   audited.fill(0);
   ttlInjected = ttlClamped = keysRewritten = 0;

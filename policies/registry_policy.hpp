@@ -119,9 +119,15 @@ struct Decision {
 
   bool rewritten = false;         // send `args` instead of the client's argv
   std::vector<std::string> args;  // rewritten: the whole argv
-  // Hidden commands to send right after the request on the connection of `hiddenKeys[i]`'s
-  // slot; their replies are dropped (PEXPIRE key ms NX).
-  std::vector<std::vector<std::string>> hidden;
+  // Not rewritten, but these arguments go after the client's (SET ... PX ttl): the request
+  // is the client's bytes with a new array length, no copy of its values.
+  std::vector<std::string> appended;
+  // Hidden commands (RESP, PEXPIRE key ms NX) to send right after the request on the
+  // connection of hiddenKeys[i]'s slot; their replies are dropped. Keys are the request's
+  // (or, rewritten, `args`') keys.
+  std::string hidden;
+  std::size_t hiddenCount = 0;
+  std::vector<std::uint32_t> hiddenEnds;  // end offset in `hidden` of each command
   std::vector<std::string> hiddenKeys;
 
   // Violations let through because their pattern (or the registry) is in audit mode.

@@ -290,19 +290,33 @@ ClientSession::Step ClientSession::applyRegistry(const policies::CompiledRegistr
   if (decision_.ttlInjected > 0) WorkerStats::add(stats.ttlInjected, decision_.ttlInjected);
   if (decision_.ttlClamped > 0) WorkerStats::add(stats.ttlClamped, decision_.ttlClamped);
   if (decision_.keysRewritten > 0) WorkerStats::add(stats.keysRewritten, decision_.keysRewritten);
-  for (std::size_t i = 0; i < decision_.hidden.size(); ++i) {
+  std::size_t begin = 0;
+  for (std::size_t i = 0; i < decision_.hiddenCount; ++i) {
     HiddenCommand h;
-    std::vector<std::string_view> hargs(decision_.hidden[i].begin(), decision_.hidden[i].end());
-    resp::appendCommand(h.request, hargs);
+    h.request.assign(decision_.hidden, begin, decision_.hiddenEnds[i] - begin);
+    begin = decision_.hiddenEnds[i];
     h.slot = cluster_ ? keyHashSlot(decision_.hiddenKeys[i]) : 0;
     hidden_.push_back(std::move(h));
   }
-  if (!decision_.rewritten) return dispatchCommand(args, raw, info, &top);
-  // The request as keygate sends it: canonical keys, an injected or clamped TTL.
-  rewrittenArgs_.assign(decision_.args.begin(), decision_.args.end());
-  rewrittenRaw_.clear();
-  resp::appendCommand(rewrittenRaw_, rewrittenArgs_);
-  return dispatchCommand(rewrittenArgs_, rewrittenRaw_, info, &top);
+  if (decision_.rewritten) {
+    // The request as keygate sends it: canonical keys, a clamped TTL.
+    rewrittenArgs_.assign(decision_.args.begin(), decision_.args.end());
+    rewrittenRaw_.clear();
+    resp::appendCommand(rewrittenRaw_, rewrittenArgs_);
+    return dispatchCommand(rewrittenArgs_, rewrittenRaw_, info, &top);
+  }
+  if (!decision_.appended.empty()) {
+    // SET ... PX ttl: the client's bytes behind a new array length, the TTL after them.
+    const auto headerEnd = raw.find("\r\n");
+    rewrittenRaw_.clear();
+    rewrittenRaw_.push_back('*');
+    rewrittenRaw_.append(std::to_string(args.size() + decision_.appended.size()));
+    rewrittenRaw_.append(raw.substr(headerEnd));
+    for (const auto& a : decision_.appended)
+      resp::appendBulk(rewrittenRaw_, a);
+    return dispatchCommand(args, rewrittenRaw_, info, &top);
+  }
+  return dispatchCommand(args, raw, info, &top);
 }
 
 void ClientSession::sendHidden(UpstreamConnection* conn) {

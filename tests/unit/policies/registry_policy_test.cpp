@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "proxy/resp/reply_writer.hpp"
+
 using namespace keygate;
 using namespace keygate::policies;
 using std::chrono::milliseconds;
@@ -140,16 +142,29 @@ TEST_CASE("SET without a TTL gets default + uniform jitter from the random sourc
   h.registry = compile(basicRegistry());
   h.random = FixedRandom({12345});
   auto& d = h.run({"SET", "cpq:{tenant-acme}:preview:quote-q1:rev-3", "v"});
-  REQUIRE(d.rewritten);
+  CHECK_FALSE(d.rewritten);            // appended, the client's bytes are kept
   CHECK(h.random.lastBound == 30000);  // jitter range [0, 30 s]
-  REQUIRE(d.args.size() == 5);
-  CHECK(d.args[3] == "PX");
-  CHECK(d.args[4] == std::to_string(300000 + 12345));
+  REQUIRE(d.appended.size() == 2);
+  CHECK(d.appended[0] == "PX");
+  CHECK(d.appended[1] == std::to_string(300000 + 12345));
   CHECK(d.ttlInjected == 1);
   SECTION("the jitter never exceeds its bound") {
     h.random = FixedRandom({1'000'000});
     auto& e = h.run({"SET", "cpq:{tenant-acme}:preview:quote-q1:rev-3", "v"});
-    CHECK(e.args[4] == std::to_string(300000 + 30000));
+    CHECK(e.appended[1] == std::to_string(300000 + 30000));
+  }
+  SECTION("with a rewritten key, the whole request is rewritten") {
+    auto r = basicRegistry();
+    r.rewrites.push_back({"old:<quoteId>:<rev:int>",
+                          "cpq:{tenant-<tenant>}:preview:quote-<quoteId>:rev-<rev:int>",
+                          {},
+                          {}});
+    h.registry = compile(r);
+    h.context.tenant = "acme";
+    auto& e = h.run({"SET", "old:q1:3", "v"});
+    REQUIRE(e.rewritten);
+    CHECK(e.args == std::vector<std::string>{"SET", "cpq:{tenant-acme}:preview:quote-q1:rev-3", "v",
+                                             "PX", std::to_string(300000)});
   }
 }
 
@@ -201,24 +216,26 @@ TEST_CASE("writes that create keys without a TTL argument get a hidden PEXPIRE N
   auto& d = h.run({"HSET", "cpq:{tenant-acme}:preview:quote-q1:rev-3", "f", "v"});
   CHECK_FALSE(d.refuse);
   CHECK_FALSE(d.rewritten);
-  REQUIRE(d.hidden.size() == 1);
-  CHECK(d.hidden[0] == std::vector<std::string>{"PEXPIRE",
-                                                "cpq:{tenant-acme}:preview:quote-q1:rev-3",
-                                                std::to_string(300007), "NX"});
+  REQUIRE(d.hiddenCount == 1);
+  std::string expected;
+  resp::appendCommand(expected, {"PEXPIRE", "cpq:{tenant-acme}:preview:quote-q1:rev-3",
+                                 std::to_string(300007), "NX"});
+  CHECK(d.hidden == expected);
+  CHECK(d.hiddenEnds == std::vector<std::uint32_t>{static_cast<std::uint32_t>(expected.size())});
   // Reads and deletes create nothing.
-  CHECK(h.run({"HGETALL", "cpq:{tenant-acme}:preview:quote-q1:rev-3"}).hidden.empty());
-  CHECK(h.run({"DEL", "cpq:{tenant-acme}:preview:quote-q1:rev-3"}).hidden.empty());
+  CHECK(h.run({"HGETALL", "cpq:{tenant-acme}:preview:quote-q1:rev-3"}).hiddenCount == 0);
+  CHECK(h.run({"DEL", "cpq:{tenant-acme}:preview:quote-q1:rev-3"}).hiddenCount == 0);
   // A write to a pattern with missing: reject is refused instead.
   CHECK(h.run({"INCR", "cpq:{tenant-acme}:lock:quote-q1"}).error.starts_with("TTLREQUIRED "));
   // MSET: one per key.
   auto& m = h.run({"MSET", "cpq:{tenant-acme}:preview:quote-q1:rev-3", "a",
                    "cpq:{tenant-acme}:preview:quote-q2:rev-1", "b"});
-  CHECK(m.hidden.size() == 2);
+  CHECK(m.hiddenCount == 2);
   CHECK(m.hiddenKeys[1] == "cpq:{tenant-acme}:preview:quote-q2:rev-1");
   // SET KEEPTTL keeps an existing TTL and gives a new key one.
   auto& k = h.run({"SET", "cpq:{tenant-acme}:preview:quote-q1:rev-3", "v", "KEEPTTL"});
   CHECK_FALSE(k.rewritten);
-  CHECK(k.hidden.size() == 1);
+  CHECK(k.hiddenCount == 1);
 }
 
 TEST_CASE("values over maxValueBytes are refused before forwarding") {
