@@ -69,6 +69,8 @@ enum class TtlKind : std::uint8_t {
   kExpireat,   // EXPIREAT key unix-seconds
   kPexpireat,  // PEXPIREAT key unix-ms
   kPersist,
+  kRestore,  // RESTORE key ttl-ms payload [ABSTTL] ...: 0 = no TTL
+  kScript,   // EVAL / EVALSHA / FCALL: the script may create any of its keys
 };
 
 TtlKind ttlKindOf(std::string_view name) {
@@ -77,7 +79,9 @@ TtlKind ttlKindOf(std::string_view name) {
       {"psetex", TtlKind::kPsetex},     {"getex", TtlKind::kGetex},
       {"expire", TtlKind::kExpire},     {"pexpire", TtlKind::kPexpire},
       {"expireat", TtlKind::kExpireat}, {"pexpireat", TtlKind::kPexpireat},
-      {"persist", TtlKind::kPersist},
+      {"persist", TtlKind::kPersist},   {"restore", TtlKind::kRestore},
+      {"eval", TtlKind::kScript},       {"evalsha", TtlKind::kScript},
+      {"fcall", TtlKind::kScript},
   };
   for (const auto& [n, k] : kKinds) {
     if (n == name) return k;
@@ -188,11 +192,21 @@ void Evaluation::run() {
 bool Evaluation::checkChannels() {
   const std::string_view name = top_.name;
   std::size_t first = 0, last = 0;
-  if (name == "publish" || name == "spublish") {
+  const bool publish = name == "publish" || name == "spublish";
+  if (publish) {
     first = last = 1;
   } else if (name == "subscribe" || name == "ssubscribe") {
     first = 1;
     last = argv_.size() - 1;
+  } else if (name == "psubscribe") {
+    // A glob cannot be checked against the channel patterns; on a connection bound to a
+    // tenant it could deliver other tenants' messages.
+    if (context_.tenant.empty()) return false;
+    return violate(Reason::kCrossTenant, nullptr,
+                   "CROSSTENANT keygate: PSUBSCRIBE could receive other tenants' messages on a "
+                   "connection bound to tenant '" +
+                       std::string(context_.tenant) +
+                       "'; SUBSCRIBE to this tenant's channels by name instead");
   } else {
     return false;
   }
@@ -212,6 +226,15 @@ bool Evaluation::checkChannels() {
     const auto& rules = registry_.rules(static_cast<std::size_t>(p));
     if (out_.pattern < 0) out_.pattern = p;
     if (checkTenant(rules, channel)) return true;
+    if (publish && argv_.size() > 2 && argv_[2].size() > rules.maxValueBytes &&
+        violate(Reason::kValueTooLarge, &rules,
+                "VALUETOOLARGE keygate: a message of " + std::to_string(argv_[2].size()) +
+                    " bytes for channel pattern '" + rules.entry->pattern +
+                    "' is over its maxValueBytes " + std::to_string(rules.maxValueBytes) +
+                    "; publish an identifier and let subscribers fetch the data, or raise "
+                    "maxValueBytes")) {
+      return true;
+    }
   }
   return false;
 }
@@ -364,9 +387,7 @@ bool Evaluation::applyTtl() {
                            "') must be written with a TTL (ttl.missing: reject); add EX/PX, "
                            "or SET it with a TTL first");
       }
-      if (!audit) return false;
-      ++out_.audited[static_cast<std::size_t>(Reason::kTtlRequired)];
-      return false;
+      return false;  // inject (or, in audit mode, leave alone): nothing is refused
     };
     std::int64_t n = 0;
     switch (kind) {
@@ -446,6 +467,23 @@ bool Evaluation::applyTtl() {
         }
         break;
       }
+      case TtlKind::kRestore: {
+        if (argv_.size() < 3 || !parseInt64(argv_[2], n)) break;
+        bool absolute = false;
+        for (std::size_t i = 4; i < argv_.size(); ++i)
+          absolute = absolute || equalsNoCase(argv_[i], "absttl");
+        if (n > 0) {
+          if (clampOrRefuse(*rules, key, 2, n, 1, absolute)) return true;
+          break;
+        }
+        if (missing()) return true;
+        if (!audit && rules->missing == config::MissingTtl::kInject) hideExpire(key, *rules);
+        break;
+      }
+      case TtlKind::kScript:
+        // Whatever the script writes: a key it creates gets a TTL, one it had is left alone.
+        if (!audit && rules->missing == config::MissingTtl::kInject) hideExpire(key, *rules);
+        break;
       case TtlKind::kNone:
         if (!mayCreate(info_, scratch_.keys[k].flags)) break;
         if (missing()) return true;

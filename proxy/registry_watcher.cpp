@@ -4,6 +4,8 @@
 #include <sys/inotify.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <climits>
 #include <cstring>
 #include <filesystem>
 
@@ -14,11 +16,26 @@ namespace keygate::proxy {
 std::shared_ptr<const policies::CompiledRegistry> loadCompiledRegistry(
     const std::string& path, std::vector<config::ConfigError>* errors) {
   auto loaded = config::loadRegistryFile(path);
-  if (!loaded.ok()) {
-    errors->insert(errors->end(), loaded.errors.begin(), loaded.errors.end());
-    return nullptr;
+  // Patterns are compiled even when the file has other errors, so one run reports every
+  // mistake (a bad duration and an overlap together), in file order.
+  std::vector<config::ConfigError> compileErrors;
+  auto compiled = policies::CompiledRegistry::compile(std::move(loaded.registry), &compileErrors);
+  if (loaded.ok()) {
+    errors->insert(errors->end(), compileErrors.begin(), compileErrors.end());
+    return compiled;
   }
-  return policies::CompiledRegistry::compile(std::move(loaded.registry), errors);
+  std::vector<config::ConfigError> all = std::move(loaded.errors);
+  for (auto& e : compileErrors) {
+    const bool duplicate = std::any_of(
+        all.begin(), all.end(), [&](const config::ConfigError& a) { return a.path == e.path; });
+    if (!duplicate) all.push_back(std::move(e));
+  }
+  std::stable_sort(all.begin(), all.end(), [](const auto& a, const auto& b) {
+    const int la = a.line == 0 ? INT32_MAX : a.line, lb = b.line == 0 ? INT32_MAX : b.line;
+    return la != lb ? la < lb : a.column < b.column;
+  });
+  errors->insert(errors->end(), all.begin(), all.end());
+  return nullptr;
 }
 
 RegistryWatcher::RegistryWatcher(asio::io_context& io, ServerContext& context, Publish publish)
