@@ -402,12 +402,8 @@ LoadResult loadFromFile(const std::string& path) {
                                    "; check the path given to --config and its permissions"});
       return result;
     };
-    std::error_code ec;
-    if (std::filesystem::is_directory(path, ec)) return unreadable("it is a directory");
-    std::ifstream in(path, std::ios::binary);
-    if (!in) return unreadable(std::generic_category().message(errno));
-    std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-    if (in.bad()) return unreadable("read failed");
+    std::string text;
+    if (auto why = readTextFile(path, text)) return unreadable(*why);
     return loadFromString(text, path);
   } catch (const std::exception& e) {
     return internalError(path, e.what());

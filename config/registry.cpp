@@ -806,12 +806,8 @@ RegistryLoadResult loadRegistryFile(const std::string& path) {
                                    "; check the path given to --registry and its permissions"});
       return result;
     };
-    std::error_code ec;
-    if (std::filesystem::is_directory(path, ec)) return unreadable("it is a directory");
-    std::ifstream in(path, std::ios::binary);
-    if (!in) return unreadable(std::generic_category().message(errno));
-    std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-    if (in.bad()) return unreadable("read failed");
+    std::string text;
+    if (auto why = readTextFile(path, text)) return unreadable(*why);
     return loadRegistryText(text, path);
   } catch (const std::exception& e) {
     return internalError(path, e.what());

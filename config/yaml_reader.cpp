@@ -1,6 +1,10 @@
 #include "config/yaml_reader.hpp"
 
 #include <algorithm>
+#include <cerrno>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <limits>
 #include <utility>
 
@@ -251,6 +255,16 @@ std::optional<bool> YamlReader::readBool(const Entry& e) {
   if (*text == "true" || *text == "True" || *text == "TRUE") return true;
   if (*text == "false" || *text == "False" || *text == "FALSE") return false;
   report(e.at(), e.path, "expected true or false, got '" + *text + "'; write true or false");
+  return std::nullopt;
+}
+
+std::optional<std::string> readTextFile(const std::string& path, std::string& text) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) return "it is a directory";
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::generic_category().message(errno);
+  text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  if (in.bad()) return "read failed";
   return std::nullopt;
 }
 
