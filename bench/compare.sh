@@ -20,7 +20,10 @@
 #   N_P16 [1000000]       requests per run at pipeline 16 (N_P<k> for any PIPELINES entry)
 #   VALUE_SIZES ["64"]    value sizes in bytes, e.g. "64 1024"
 #   PIPELINES ["1 16"]    redis-benchmark -P values
-#   TESTS ["set get"]     redis-benchmark -t tests, in this order each round
+#   TESTS ["set get"]     redis-benchmark -t tests, in this order each round; also `setpx`:
+#                         `SET key:__rand_int__ <value> PX $SETPX_MS` to every target (a SET with
+#                         its own TTL: what POLICIES=1 makes of every SET through keygate)
+#   SETPX_MS [3600000]    the PX of setpx
 #   CLIENTS [50]          redis-benchmark -c
 #   KEYSPACE [100000]     redis-benchmark -r; all keys are written before the GET runs
 #   TARGETS ["direct nutcracker keygate-t1 keygate-t2"; cluster: "cluster-direct keygate-t1 keygate-t2"]
@@ -28,6 +31,12 @@
 #                         --cluster uses one thread per master and plain runs none)
 #   KEYGATE               keygate binary [build-release/proxy/keygate, else build-bench/...]
 #   KEYGATE_ARGS          extra keygate arguments, e.g. "--config config/example.yaml"
+#   POLICIES [0]          1: keygate enforces a registry with every policy on (issue 4): the
+#                         example's patterns + POLICIES_GENERATED generated ones + key:<n:int>
+#                         (TTL injected, size limit), written by bench/gen_registry.py, checked
+#                         with `keygate check`, passed as --registry; afterwards the TTLs the
+#                         SETs left in Redis and keygate's policy counters are reported
+#   POLICIES_GENERATED [1000]  generated patterns in that registry
 #   RUN_TIMEOUT [300]     seconds before one redis-benchmark run is abandoned
 #   RAW                   file to copy the raw per-run results (TSV) to
 set -euo pipefail
@@ -40,6 +49,7 @@ N_P16=${N_P16:-1000000}
 VALUE_SIZES=${VALUE_SIZES:-64}
 PIPELINES=${PIPELINES:-1 16}
 TESTS=${TESTS:-set get}
+SETPX_MS=${SETPX_MS:-3600000}
 CLIENTS=${CLIENTS:-50}
 KEYSPACE=${KEYSPACE:-100000}
 MODE=${MODE:-standalone}
@@ -78,7 +88,30 @@ if [[ $MODE == cluster && $TARGETS == *keygate* ]]; then
 fi
 [[ -n $TARGETS ]] || bench_die "no targets left to run"
 
-declare -A PORT PID DEAD
+# POLICIES=1: every keygate target enforces the generated registry (see bench/README.md).
+POLICIES=${POLICIES:-0}
+POLICIES_GENERATED=${POLICIES_GENERATED:-1000}
+POLICY_TTL_DEFAULT_MS=3600000 POLICY_TTL_JITTER_MS=300000 # gen_registry.py: 1h + up to 5m
+POLICY_MAX_VALUE=1024
+REGISTRY=""
+if [[ $POLICIES == 1 && $TARGETS == *keygate* ]]; then
+    for size in $VALUE_SIZES; do ((size > POLICY_MAX_VALUE)) && POLICY_MAX_VALUE=$size; done
+    REGISTRY=$BENCH_TMP/registry.yaml
+    POLICY_MAX_VALUE_TEXT=${POLICY_MAX_VALUE}B
+    ((POLICY_MAX_VALUE == 1024)) && POLICY_MAX_VALUE_TEXT=1KiB
+    "$BENCH_PY" "$BENCH_REPO/bench/gen_registry.py" -o "$REGISTRY" --generated "$POLICIES_GENERATED" \
+        --ttl-default 1h --ttl-jitter 5m --max-value-bytes "$POLICY_MAX_VALUE_TEXT" ||
+        bench_die "bench/gen_registry.py failed"
+    timeout 60 "$(bench_keygate_bin)" check "$REGISTRY" >"$BENCH_TMP/registry-check.txt" 2>&1 ||
+        bench_die "keygate check refused the generated registry: $(grep -v '^ ' "$BENCH_TMP/registry-check.txt" | grep -i error | head -3)"
+    REGISTRY_PATTERNS=$(grep -c '^  - pattern:' "$REGISTRY")
+    KEYGATE_ARGS="${KEYGATE_ARGS:-} --registry $REGISTRY"
+    bench_log "policies on: $REGISTRY_PATTERNS patterns in $REGISTRY (keygate check: ok)"
+elif [[ $POLICIES != 0 && $POLICIES != 1 ]]; then
+    bench_die "POLICIES must be 0 or 1, not '$POLICIES'"
+fi
+
+declare -A PORT PID DEAD ADMIN
 if [[ $MODE == cluster ]]; then
     bench_start_cluster 3 1 # sets REDIS_PORT/REDIS_PID to the first master's
     REDIS_PIDS=("${CLUSTER_PIDS[@]}") STAT_PORTS=("${CLUSTER_MASTER_PORTS[@]}")
@@ -94,13 +127,13 @@ for t in $TARGETS; do
             PORT[$t]=$NC_PORT PID[$t]=$NC_PID ;;
         standalone:keygate-t*)
             bench_start_keygate "$t" "${t#keygate-t}" "$REDIS_PORT"
-            PORT[$t]=$KG_PORT PID[$t]=$KG_PID ;;
+            PORT[$t]=$KG_PORT PID[$t]=$KG_PID ADMIN[$t]=$KG_ADMIN_PORT ;;
         # redis-benchmark --cluster connects to every master itself; PID is the first master's
         # (liveness only: no proxy CPU is reported for the baseline).
         cluster:cluster-direct) PORT[$t]=$REDIS_PORT PID[$t]=$REDIS_PID ;;
         cluster:keygate-t*)
             bench_start_keygate_cluster "$t" "${t#keygate-t}"
-            PORT[$t]=$KG_PORT PID[$t]=$KG_PID ;;
+            PORT[$t]=$KG_PORT PID[$t]=$KG_PID ADMIN[$t]=$KG_ADMIN_PORT ;;
         *) bench_die "unknown target '$t' for MODE=$MODE" ;;
     esac
 done
@@ -150,8 +183,15 @@ run_one() {
     [[ $target == cluster-direct ]] && extra+=(--cluster)
     [[ -n $CLIENT_THREADS ]] && extra+=(--threads "$CLIENT_THREADS")
     b0=$(bench_machine_busy_ticks) a0=$(bench_machine_all_ticks) s0=$(bench_self_ticks)
+    # setpx: a SET that carries its own TTL (what keygate's TTL injection makes of a plain SET),
+    # sent alike to every target, so Redis does the same work behind each of them.
+    local what=(-t "$test") row="^\"$test\","
+    if [[ $test == setpx ]]; then
+        what=(SET "key:__rand_int__" "$(head -c "$size" /dev/zero | tr '\0' x)" PX "$SETPX_MS")
+        row='^"SET key:__rand_int__ '
+    fi
     timeout "$RUN_TIMEOUT" redis-benchmark "${extra[@]}" -h 127.0.0.1 -p "$port" -c "$CLIENTS" -n "$n" \
-        -d "$size" -r "$KEYSPACE" -P "$p" -t "$test" --csv >"$out" 2>"$err" || rc=$?
+        -d "$size" -r "$KEYSPACE" -P "$p" --csv "${what[@]}" >"$out" 2>"$err" || rc=$?
     s1=$(bench_self_ticks) b1=$(bench_machine_busy_ticks) a1=$(bench_machine_all_ticks)
     c1=$(bench_cpu_ticks "$pid")
     read -r pv1 pi1 < <(bench_ctxsw "$pid")
@@ -159,7 +199,7 @@ run_one() {
     r1=$(redis_ticks)
     m1=$(redis_stat keyspace_misses)
     local line
-    line=$(grep -i "^\"$test\"," "$out" | tail -1 | tr -d '"' || true)
+    line=$(grep -i "$row" "$out" | tail -1 | tr -d '"' || true)
     if ((rc == 124)); then
         status=timeout
     elif ((rc != 0)) || [[ -z $line ]]; then
@@ -241,6 +281,43 @@ FOREIGN=$(awk -v b=$((BUSY1 - BUSY0)) -v o=$((OWN1 - OWN0)) -v a=$((ALL1 - ALL0)
     'BEGIN {f = (b - o) / a * 100; if (f < 0) f = 0; printf "%.0f%%", f}')
 if [[ -n ${RAW:-} ]]; then cp "$RESULTS" "$RAW"; fi
 
+# POLICIES=1: did the policies act? TTLs of a sample of the benchmark's keys, read straight
+# from Redis (the last SET run of the last round wrote them; through keygate unless TARGETS was
+# reordered), one probe SET per keygate target (its TTL, and a value over the limit refused),
+# and keygate's counters.
+POLICY_LINES=()
+if [[ -n $REGISTRY ]]; then
+    cli=(redis-cli -h 127.0.0.1 -p "$REDIS_PORT")
+    [[ $MODE == cluster ]] && cli+=(-c)
+    last_setter=$(awk -F'\t' '$3 ~ /^set/ && $22 == "ok" {t = $4 " (" $3 ")"} END {print t}' "$RESULTS")
+    sample=$("$BENCH_PY" -c 'import random, sys
+n = int(sys.argv[1]); rng = random.Random(1)
+for k in sorted(rng.sample(range(n), min(1000, n))): print("PTTL key:%012d" % k)' "$KEYSPACE" |
+        timeout 60 "${cli[@]}" 2>/dev/null | awk -v hi=$((POLICY_TTL_DEFAULT_MS + POLICY_TTL_JITTER_MS)) \
+            '{n++} $1 > 0 && $1 <= hi {ok++} $1 == -1 {none++} END {printf "%d %d %d", n, ok, none}')
+    read -r s_n s_ok s_none <<<"$sample"
+    POLICY_LINES+=("- policies: TTLs in Redis after the run: ${s_ok:-0} of ${s_n:-0} sampled keys \`key:...\` have a PTTL in (0, 65m] (the 1h + 5m policy), ${s_none:-0} none; the last SET run was ${last_setter:-?}'s")
+    for t in $TARGETS; do
+        [[ $t == keygate-t* && -z ${DEAD[$t]:-} ]] || continue
+        probe="key:$(printf '%012d' $((999999999000 + ${t#keygate-t})))"
+        r_set=$(timeout 10 redis-cli -h 127.0.0.1 -p "${PORT[$t]}" SET "$probe" v 2>&1 | tr -d '\r')
+        r_ttl=$(timeout 10 "${cli[@]}" PTTL "$probe" 2>&1 | tr -d '\r')
+        r_big=$(head -c $((POLICY_MAX_VALUE + 1)) /dev/zero | tr '\0' x |
+            timeout 10 redis-cli -h 127.0.0.1 -p "${PORT[$t]}" -x SET "${probe}9" 2>&1 | tr -d '\r' | cut -d' ' -f1)
+        counters=""
+        if [[ -n ${ADMIN[$t]:-} ]]; then
+            counters=$(bench_keygate_metrics "${ADMIN[$t]}" 2>/dev/null | awk '
+                $1 == "keygate_registry_patterns" {p = $2}
+                $1 == "keygate_ttl_injected_total" {i = $2}
+                $1 ~ /^keygate_registry_refused_total/ && $2 > 0 {
+                    why = $1; sub(/.*reason="/, "", why); sub(/".*/, "", why)
+                    r = r (r ? ", " : "") why " " $2 }
+                END {printf "%.0f patterns in force, %.0f TTLs injected, refused: %s", p, i, r ? r : "none"}')
+        fi
+        POLICY_LINES+=("- policies, $t: probe \`SET $probe v\` -> $r_set, PTTL $r_ttl ms (policy: $POLICY_TTL_DEFAULT_MS..$((POLICY_TTL_DEFAULT_MS + POLICY_TTL_JITTER_MS))); a $((POLICY_MAX_VALUE + 1))-byte value -> ${r_big:-?}; $counters")
+    done
+fi
+
 if [[ $MODE == cluster ]]; then
     echo "## redis-benchmark: Redis Cluster direct vs keygate in cluster mode"
 else
@@ -250,8 +327,12 @@ echo
 bench_machine_info
 echo "- load: redis-benchmark -c $CLIENTS -r $KEYSPACE --csv${CLIENT_THREADS:+ --threads $CLIENT_THREADS}, -t {$(xargs <<<"$TESTS" | tr ' ' ',')}, -P {$(xargs <<<"$PIPELINES" | tr ' ' ',')}, $(for p in $PIPELINES; do v="N_P$p"; printf -- '-n %s at P%s, ' "${!v:-$N_P1}" "$p"; done)$ROUNDS interleaved rounds, ${ELAPSED}s in all"
 for t in $TARGETS; do
-    if [[ $t == keygate-t* ]]; then echo "- $t: \`$(sed "s|$BENCH_REPO/||; s|127.0.0.1:[0-9]*|127.0.0.1:PORT|g" "$BENCH_TMP/$t/cmdline")\`"; fi
+    if [[ $t == keygate-t* ]]; then echo "- $t: \`$(sed "s|$BENCH_REPO/||; s|$BENCH_TMP/|\$TMP/|g; s|127.0.0.1:[0-9]*|127.0.0.1:PORT|g" "$BENCH_TMP/$t/cmdline")\`"; fi
 done
+if [[ -n $REGISTRY ]]; then
+    echo "- policies on (POLICIES=1): \`--registry \$TMP/registry.yaml\` from \`bench/gen_registry.py --generated $POLICIES_GENERATED\`: $REGISTRY_PATTERNS patterns (config/examples/cpq-registry.yaml's, $POLICIES_GENERATED generated, \`key:<n:int>\` with \`ttl: {default: 1h, jitter: 5m}\`, \`maxValueBytes: $POLICY_MAX_VALUE_TEXT\`), accepted by \`keygate check\`; every SET through keygate gets \`PX\` injected"
+    printf '%s\n' "${POLICY_LINES[@]}"
+fi
 echo "- other processes on the machine used $FOREIGN of its CPU time during the run (load average at start: $LOAD_START, at end: $LOAD_END; the benchmark itself keeps about 2 CPUs busy)"
 if [[ $MODE == cluster ]]; then
     echo "- cluster: ${#CLUSTER_MASTER_PORTS[@]} masters + $((${#CLUSTER_PORTS[@]} - ${#CLUSTER_MASTER_PORTS[@]})) replicas (redis-server, no persistence, cluster-node-timeout 5000), created with \`redis-cli --cluster create --cluster-replicas 1\`; all processes on the same $(nproc) CPUs, unpinned"

@@ -159,7 +159,8 @@ bench_keygate_bin() {
     return 1
 }
 
-# bench_start_keygate NAME THREADS UPSTREAM_PORT -> sets KG_PORT, KG_PID
+# bench_start_keygate NAME THREADS UPSTREAM_PORT -> sets KG_PORT, KG_PID, KG_ADMIN_PORT (empty
+# for a binary without --admin)
 # Extra arguments from $KEYGATE_ARGS (e.g. "--config config/example.yaml").
 # With BENCH_KG_UPSTREAM_ARGS set, those replace "--upstream 127.0.0.1:UPSTREAM_PORT".
 bench_start_keygate() {
@@ -175,7 +176,11 @@ bench_start_keygate() {
     local help
     help=$(timeout 5 "$bin" --help 2>&1 || true)
     # Own admin port, so that two instances never collide on a default one.
-    [[ $help == *--admin* ]] && args+=(--admin "127.0.0.1:$(bench_free_port)")
+    KG_ADMIN_PORT=""
+    if [[ $help == *--admin* ]]; then
+        KG_ADMIN_PORT=$(bench_free_port)
+        args+=(--admin "127.0.0.1:$KG_ADMIN_PORT")
+    fi
     [[ $help == *--log-level* ]] && args+=(--log-level "${KEYGATE_LOG_LEVEL:-warn}")
     # shellcheck disable=SC2206
     args+=(${KEYGATE_ARGS:-})
@@ -187,23 +192,36 @@ bench_start_keygate() {
     bench_log "keygate $name pid $KG_PID on 127.0.0.1:$KG_PORT ($(cat "$dir/cmdline"))"
 }
 
+# bench_keygate_metrics ADMIN_PORT: keygate's /metrics as "name value" lines, comments dropped.
+bench_keygate_metrics() {
+    "$BENCH_PY" - "$1" <<'PYEOF'
+import sys, urllib.request
+with urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=5) as r:
+    for line in r.read().decode().splitlines():
+        if line and not line.startswith("#"):
+            print(line)
+PYEOF
+}
+
+# (`sed -n 1p`, not `head -1`: head exits after one line, and a writer of more lines then dies
+# of SIGPIPE, which `set -o pipefail` turns into the script's exit at the very end of a run.)
 bench_machine_info() {
     local rev dirty
     rev=$(git -C "$BENCH_REPO" rev-parse --short HEAD 2>/dev/null || echo "no commit")
-    dirty=$(git -C "$BENCH_REPO" status --porcelain 2>/dev/null | head -1)
+    dirty=$(git -C "$BENCH_REPO" status --porcelain 2>/dev/null | sed -n 1p)
     [[ -n $dirty ]] && rev="$rev (working tree modified)"
     echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo "- machine: $(nproc) CPUs, $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo), $(awk '/^MemTotal/ {printf "%.1f GiB RAM", $2/1048576}' /proc/meminfo)"
     echo "- kernel: $(uname -sr)"
     echo "- git rev: $rev"
     local versions
-    versions="$(redis-server --version | awk '{print $1, $2, $3}'), $(redis-benchmark --version 2>/dev/null | head -1)"
+    versions="$(redis-server --version | awk '{print $1, $2, $3}'), $(redis-benchmark --version 2>/dev/null | sed -n 1p)"
     # BENCH_INFO_NUTCRACKER=0: a run without nutcracker (compare.sh MODE=cluster).
-    [[ ${BENCH_INFO_NUTCRACKER:-1} == 0 ]] || versions+=", $(nutcracker --version 2>&1 | head -1 | sed 's/This is //')"
+    [[ ${BENCH_INFO_NUTCRACKER:-1} == 0 ]] || versions+=", $(nutcracker --version 2>&1 | sed -n '1s/This is //p')"
     echo "- $versions"
     local bin
     if bin=$(bench_keygate_bin); then
-        echo "- keygate: ${bin#"$BENCH_REPO"/} ($(timeout 5 "$bin" --version 2>/dev/null | head -1 || true))"
+        echo "- keygate: ${bin#"$BENCH_REPO"/} ($(timeout 5 "$bin" --version 2>/dev/null | sed -n 1p || true))"
     fi
 }
 

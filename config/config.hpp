@@ -122,4 +122,8 @@ void applyOverrides(const Overrides& overrides, LoadResult& result);
 // Parses "host:port", "[v6]:port" or ":port" (host defaults to 127.0.0.1).
 std::optional<HostPort> parseHostPort(const std::string& text);
 
+// Reads a whole file into `text`; on failure the reason ("it is a directory", "No such file
+// or directory", ...), for an error that names the file and the flag or key that gave it.
+std::optional<std::string> readTextFile(const std::string& path, std::string& text);
+
 }  // namespace keygate::config

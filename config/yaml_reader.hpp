@@ -178,8 +178,4 @@ void YamlReader::walkMap(Reader& self, const YAML::Node& map, const std::string&
   }
 }
 
-// Reads a whole file into `text`; on failure the reason ("it is a directory", "No such file
-// or directory", ...), for an error that names the file and the flag or key that gave it.
-std::optional<std::string> readTextFile(const std::string& path, std::string& text);
-
 }  // namespace keygate::config

@@ -90,15 +90,39 @@ void RegistryWatcher::stop() {
 }
 
 void RegistryWatcher::readEvents() {
-  inotify_.async_read_some(asio::buffer(buffer_),
-                           [this](const boost::system::error_code& ec, std::size_t n) {
-                             if (ec) return;  // closed at shutdown
-                             // Any change in the directory: one reload per batch of events.
-                             // Reloading the same content is cheap and leaves the registry as it
-                             // is.
-                             if (n > 0) reload("file changed");
-                             readEvents();
-                           });
+  inotify_.async_read_some(
+      asio::buffer(buffer_), [this](const boost::system::error_code& ec, std::size_t n) {
+        if (ec) return;  // closed at shutdown
+        // Only events about the registry file itself, or the `..data` symlink a ConfigMap
+        // update swaps, matter: an editor's swap file or the next version's temp file must
+        // not re-read (and re-count) a file that has not changed.
+        const std::string base = std::filesystem::path(path_).filename().string();
+        bool relevant = false;
+        for (std::size_t offset = 0; offset + sizeof(inotify_event) <= n;) {
+          const auto* event = reinterpret_cast<const inotify_event*>(buffer_.data() + offset);
+          const std::string_view name =
+              event->len > 0 ? std::string_view(event->name) : std::string_view();
+          relevant = relevant || name == base || name == "..data" || name.empty();
+          offset += sizeof(inotify_event) + event->len;
+        }
+        if (relevant) reloadIfChanged();
+        readEvents();
+      });
+}
+
+void RegistryWatcher::reloadIfChanged() {
+  // The same bytes as the last attempt: nothing to do (a valid file is in force already, an
+  // invalid one was reported and counted once).
+  std::string text;
+  if (!config::readTextFile(path_, text)) {
+    const std::size_t digest = std::hash<std::string>{}(text);
+    if (haveDigest_ && digest == lastDigest_) return;
+    haveDigest_ = true;
+    lastDigest_ = digest;
+  } else {
+    haveDigest_ = false;  // gone or unreadable (mid-swap): report it, and retry on the next event
+  }
+  reload("file changed");
 }
 
 std::string RegistryWatcher::reload(std::string_view why) {

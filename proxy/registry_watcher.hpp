@@ -44,6 +44,7 @@ class RegistryWatcher {
 
  private:
   void readEvents();
+  void reloadIfChanged();
 
   asio::io_context& io_;
   ServerContext& context_;
@@ -53,6 +54,8 @@ class RegistryWatcher {
   int watch_ = -1;
   std::vector<char> buffer_;
   std::shared_ptr<const policies::CompiledRegistry> current_;
+  bool haveDigest_ = false;
+  std::size_t lastDigest_ = 0;  // of the bytes last read because the file changed
 };
 
 }  // namespace keygate::proxy
