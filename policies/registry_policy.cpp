@@ -42,6 +42,13 @@ bool equalsNoCase(std::string_view a, std::string_view b) {
   return true;
 }
 
+std::string upper(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out)
+    c = (c >= 'a' && c <= 'z') ? static_cast<char>(c - 32) : c;
+  return out;
+}
+
 std::string lower(std::string_view s) {
   std::string out(s);
   for (auto& c : out)
@@ -166,10 +173,8 @@ void Evaluation::setArg(std::size_t i, std::string value) {
 
 void Evaluation::run() {
   if (registry_.denied(info_, top_)) {
-    std::string name = lower(info_.name);
+    std::string name = upper(info_.name);
     std::replace(name.begin(), name.end(), '|', ' ');
-    for (auto& c : name)
-      c = static_cast<char>(c >= 'a' && c <= 'z' ? c - 32 : c);
     violate(Reason::kDenied, nullptr,
             "DENIED keygate: " + name +
                 " is in the registry's denyCommands; run it against Redis directly if an "
@@ -198,6 +203,14 @@ bool Evaluation::checkChannels() {
   } else if (name == "subscribe" || name == "ssubscribe") {
     first = 1;
     last = argv_.size() - 1;
+  } else if (!context_.tenant.empty() &&
+             (name == "scan" || name == "randomkey" || name == "keys")) {
+    // They list the whole keyspace, every tenant's keys included.
+    return violate(Reason::kCrossTenant, nullptr,
+                   "CROSSTENANT keygate: " + upper(name) +
+                       " would list other tenants' keys on a connection bound to tenant '" +
+                       std::string(context_.tenant) +
+                       "'; read this tenant's keys by name, or scan from an unbound connection");
   } else if (name == "psubscribe") {
     // A glob cannot be checked against the channel patterns; on a connection bound to a
     // tenant it could deliver other tenants' messages.

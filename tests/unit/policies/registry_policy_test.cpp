@@ -267,6 +267,13 @@ TEST_CASE("a connection bound to a tenant touches only that tenant's keys and ch
             .error.starts_with("CROSSTENANT "));
   // Global keys are allowed.
   CHECK_FALSE(h.run({"GET", "cpq:global:flags"}).refuse);
+  // Commands that list the keyspace would show other tenants' keys.
+  CHECK(h.run({"SCAN", "0"}).error.starts_with("CROSSTENANT "));
+  CHECK(h.run({"RANDOMKEY"}).error.starts_with("CROSSTENANT "));
+  CHECK(h.run({"PSUBSCRIBE", "*"}).error.starts_with("CROSSTENANT "));
+  h.context.tenant = "";
+  CHECK_FALSE(h.run({"SCAN", "0"}).refuse);
+  CHECK_FALSE(h.run({"PSUBSCRIBE", "*"}).refuse);
 }
 
 TEST_CASE("channels must be registered as kind: channel; keys may not use channel patterns") {
