@@ -11,6 +11,8 @@
 #include <iterator>
 #include <sstream>
 
+#include "tests/unit/config/load_checks.hpp"
+
 using Catch::Matchers::Contains;
 using Catch::Matchers::StartsWith;
 using namespace keygate::config;
@@ -22,27 +24,13 @@ LoadResult load(const std::string& yaml) {
   return loadFromString(yaml, "t.yaml");
 }
 
-// All errors, one per line, for failure messages.
 std::string dump(const LoadResult& r) {
-  std::ostringstream out;
-  for (const auto& e : r.errors)
-    out << e.str() << "\n";
-  return out.str();
+  return testing::dumpErrors(r);
 }
 
 // Loads `yaml` and expects exactly one error at `line`:`column` on `path`.
 ConfigError onlyError(const std::string& yaml, int line, int column, const std::string& path) {
-  const auto r = load(yaml);
-  INFO(yaml);
-  INFO(dump(r));
-  REQUIRE(r.errors.size() == 1);
-  const auto& e = r.errors.front();
-  CHECK(e.file == "t.yaml");
-  CHECK(e.line == line);
-  CHECK(e.column == column);
-  CHECK(e.path == path);
-  CHECK_FALSE(r.ok());
-  return e;
+  return testing::expectOnlyError(load, "t.yaml", yaml, line, column, path);
 }
 
 void checkDefaults(const Config& c) {

@@ -12,6 +12,8 @@
 #include <iterator>
 #include <sstream>
 
+#include "tests/unit/config/load_checks.hpp"
+
 using Catch::Matchers::Contains;
 using Catch::Matchers::StartsWith;
 using namespace keygate::config;
@@ -27,25 +29,12 @@ RegistryLoadResult load(const std::string& yaml) {
 }
 
 std::string dump(const RegistryLoadResult& r) {
-  std::ostringstream out;
-  for (const auto& e : r.errors)
-    out << e.str() << "\n";
-  return out.str();
+  return testing::dumpErrors(r);
 }
 
 // Loads `yaml` and expects exactly one error at `line`:`column` on `path`.
 ConfigError onlyError(const std::string& yaml, int line, int column, const std::string& path) {
-  const auto r = load(yaml);
-  INFO(yaml);
-  INFO(dump(r));
-  REQUIRE(r.errors.size() == 1);
-  const auto& e = r.errors.front();
-  CHECK(e.file == "r.yaml");
-  CHECK(e.line == line);
-  CHECK(e.column == column);
-  CHECK(e.path == path);
-  CHECK_FALSE(r.ok());
-  return e;
+  return testing::expectOnlyError(load, "r.yaml", yaml, line, column, path);
 }
 
 // A valid cache pattern entry, indented as a list item under `patterns:`; four lines.
