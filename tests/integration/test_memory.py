@@ -25,7 +25,7 @@ def rss_env():
     without being keygate's. Shrink it for the keygate processes these tests measure; the rest
     of the suite keeps the default. Ignored by a binary built without ASan."""
     base = os.environ.get("ASAN_OPTIONS", "")
-    extra = "quarantine_size_mb=16:thread_local_quarantine_size_kb=256"
+    extra = "quarantine_size_mb=4:thread_local_quarantine_size_kb=256"
     return {"ASAN_OPTIONS": f"{base}:{extra}" if base else extra}
 
 
