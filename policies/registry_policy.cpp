@@ -226,7 +226,8 @@ bool Evaluation::checkChannels() {
   for (std::size_t i = first; i <= last && i < argv_.size(); ++i) {
     const std::string_view channel = argv_[i];
     scratch_.captures.clear();
-    const int p = registry_.keys().match(channel, &scratch_.captures);
+    const int p =
+        registry_.keys().match(channel, context_.tenant.empty() ? nullptr : &scratch_.captures);
     if (p < 0 || !registry_.rules(static_cast<std::size_t>(p)).channel) {
       if (violate(Reason::kUnknownChannel, nullptr,
                   "CHANNELUNKNOWN keygate: channel '" + shown(channel) +
@@ -269,7 +270,8 @@ bool Evaluation::checkKey(std::size_t i) {
   const std::size_t argIndex = scratch_.keys[i].argIndex;
   std::string_view key = arg(argIndex);
   scratch_.captures.clear();
-  int p = registry_.keys().match(key, &scratch_.captures);
+  Captures* captures = context_.tenant.empty() ? nullptr : &scratch_.captures;
+  int p = registry_.keys().match(key, captures);
   if (p >= 0 && registry_.rules(static_cast<std::size_t>(p)).channel) p = -1;
   if (p < 0 && !registry_.rewrites().empty()) {
     // A legacy shape: rewrite it onto its canonical pattern, filling <tenant> from the
@@ -286,7 +288,7 @@ bool Evaluation::checkKey(std::size_t i) {
         ++out_.keysRewritten;
         key = arg(argIndex);
         scratch_.captures.clear();
-        p = registry_.keys().match(key, &scratch_.captures);
+        p = registry_.keys().match(key, captures);
       }
     }
   }
@@ -361,7 +363,11 @@ bool Evaluation::clampOrRefuse(const PatternRules& rules, std::string_view key,
                                std::size_t argIndex, std::int64_t value, std::int64_t unitMs,
                                bool absolute) {
   const std::int64_t nowMs =
-      std::chrono::duration_cast<milliseconds>(context_.now.time_since_epoch()).count();
+      std::chrono::duration_cast<milliseconds>((context_.now.time_since_epoch().count() != 0
+                                                    ? context_.now
+                                                    : std::chrono::system_clock::now())
+                                                   .time_since_epoch())
+          .count();
   const std::int64_t relativeMs = absolute ? value * unitMs - nowMs : value * unitMs;
   const std::int64_t maxMs = rules.ttlMax.count();
   if (relativeMs <= maxMs) return false;
@@ -552,10 +558,11 @@ void Decision::clear() {
 
 bool CompiledRegistry::denied(const commands::CommandInfo& info,
                               const commands::CommandInfo& top) const {
-  for (const auto* d : denied_) {
-    if (d == &info || d == &top) return true;
-  }
-  return false;
+  const auto rows = commands::CommandTable::redis70().all();
+  if (&top < rows.data() || &top >= rows.data() + rows.size()) return false;
+  const auto mark = deniedTop_[static_cast<std::size_t>(&top - rows.data())];
+  if (mark != 2) return mark == 1;
+  return std::find(deniedSub_.begin(), deniedSub_.end(), &info) != deniedSub_.end();
 }
 
 std::shared_ptr<const CompiledRegistry> CompiledRegistry::compile(
@@ -595,8 +602,9 @@ std::shared_ptr<const CompiledRegistry> CompiledRegistry::compile(
   }
 
   const auto& table = commands::CommandTable::redis70();
-  const auto& deny =
-      registry.denyCommands.empty() ? config::defaultDenyCommands() : registry.denyCommands;
+  // The loader puts the built-in list here when the file has no denyCommands; `[]` denies none.
+  const auto& deny = registry.denyCommands;
+  out->deniedTop_.assign(table.all().size(), 0);
   for (std::size_t d = 0; d < deny.size(); ++d) {
     const std::string& name = deny[d];
     const config::SourcePos namePos = d < registry.denyCommandPositions.size()
@@ -604,6 +612,7 @@ std::shared_ptr<const CompiledRegistry> CompiledRegistry::compile(
                                           : config::SourcePos{};
     const auto bar = name.find('|');
     const commands::CommandInfo* row = table.find(name.substr(0, bar));
+    const commands::CommandInfo* top = row;
     if (row != nullptr && bar != std::string::npos) {
       const std::string sub = lower(name.substr(0, bar)) + "|" + lower(name.substr(bar + 1));
       const commands::CommandInfo* found = nullptr;
@@ -619,7 +628,13 @@ std::shared_ptr<const CompiledRegistry> CompiledRegistry::compile(
                 "FLUSHALL or CLUSTER FAILOVER");
       continue;
     }
-    out->denied_.push_back(row);
+    auto& mark = out->deniedTop_[static_cast<std::size_t>(top - table.all().data())];
+    if (row == top) {
+      mark = 1;
+    } else {
+      if (mark == 0) mark = 2;
+      out->deniedSub_.push_back(row);
+    }
   }
 
   std::vector<std::string> fromTexts;

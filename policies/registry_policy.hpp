@@ -91,7 +91,10 @@ class CompiledRegistry {
   config::Registry registry_;
   KeyMatcher keys_;
   std::vector<PatternRules> rules_;
-  std::vector<const commands::CommandInfo*> denied_;  // rows (a container row denies it all)
+  // By top-level row index (CommandTable::all()): 1 the command is denied, 2 some of its
+  // subcommands are (deniedSub_), 0 neither.
+  std::vector<std::uint8_t> deniedTop_;
+  std::vector<const commands::CommandInfo*> deniedSub_;
   std::vector<RewriteRule> rewrites_;
   KeyMatcher rewriteFrom_;
   std::string hash_;
@@ -106,8 +109,10 @@ class RandomSource {
 };
 
 struct RequestContext {
-  std::string_view tenant;                    // empty: not bound to a tenant
-  std::chrono::system_clock::time_point now;  // for EXPIREAT / EXAT / PXAT
+  std::string_view tenant;  // empty: not bound to a tenant
+  // For EXPIREAT / EXAT / PXAT / RESTORE ABSTTL; the epoch (unset) means "read the clock when
+  // needed", so most requests never do.
+  std::chrono::system_clock::time_point now{};
 };
 
 // What to do with one request. Reused per session: evaluate() clears it.

@@ -277,7 +277,6 @@ ClientSession::Step ClientSession::applyRegistry(const policies::CompiledRegistr
                                                  const commands::CommandInfo& top) {
   policies::RequestContext context;
   context.tenant = worker_.context().config.tenant;
-  context.now = std::chrono::system_clock::now();
   policies::evaluate(registry, info, top, args, context, worker_.random(), evalScratch_, decision_);
   auto& stats = worker_.stats();
   for (std::size_t r = 0; r < decision_.audited.size(); ++r) {
