@@ -100,7 +100,7 @@ def key_slot(key: Union[str, bytes]) -> int:
 # kernel's ephemeral range (32768+) like the harness' ports, so client sockets never hold them.
 # --------------------------------------------------------------------------------------------
 
-_PORT_LOW, _PORT_HIGH = 10000, 20000  # bus ports 20000..29999
+_PORT_LOW, _PORT_HIGH = 10000, 15000  # bus ports 20000..24999, below keygate_harness' range
 _rng = random.Random(os.getpid() ^ int(time.time() * 1000) ^ 0x5EED)
 _handed_out: set = set()
 

@@ -135,7 +135,10 @@ def wait_until(condition: Callable[[], object], timeout: float, interval: float 
 
 # Server ports are taken below the kernel's ephemeral range (32768+ on Linux) so that the many
 # client sockets the tests open can never be holding the port we picked.
-_PORT_LOW, _PORT_HIGH = 20000, 32000
+# Below the kernel's ephemeral range (32768+), and above cluster_harness' nodes (10000..14999)
+# and their cluster bus ports (node + 10000: 20000..24999), which tests running in parallel
+# may be binding at the same moment.
+_PORT_LOW, _PORT_HIGH = 25000, 32000
 _rng = random.Random(os.getpid() ^ int(time.time() * 1000))
 
 
