@@ -32,7 +32,8 @@ import sys
 import tempfile
 import time
 import unittest
-from typing import Callable, Iterable, List, Optional, Sequence, Tuple
+import urllib.request
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 HOST = "127.0.0.1"
 
@@ -154,6 +155,42 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((HOST, 0))
         return s.getsockname()[1]
+
+
+# --------------------------------------------------------------------------------------------
+# Prometheus metrics from keygate's admin port
+# --------------------------------------------------------------------------------------------
+
+# A sample line (name, optional {labels}, value) and one label="value" pair in it.
+_METRIC_SAMPLE = re.compile(r"^([A-Za-z_:][A-Za-z0-9_:]*)(?:\{(.*)\})?\s+(\S+)")
+_METRIC_LABEL = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+MetricKey = Tuple[str, Tuple[Tuple[str, str], ...]]
+
+
+def parse_metrics(text: str) -> Dict[MetricKey, float]:
+    """Prometheus text format -> {(name, sorted label pairs): value}."""
+    out: Dict[MetricKey, float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = _METRIC_SAMPLE.match(line)
+        if m:
+            labels = tuple(sorted(_METRIC_LABEL.findall(m.group(2) or "")))
+            out[(m.group(1), labels)] = float(m.group(3))
+    return out
+
+
+def admin_metrics(admin_port: int, timeout: float = 5.0) -> Dict[MetricKey, float]:
+    """GET /metrics from keygate's admin listener, parsed."""
+    url = f"http://{HOST}:{admin_port}/metrics"
+    with urllib.request.urlopen(url, timeout=scaled(timeout)) as resp:
+        return parse_metrics(resp.read().decode("utf-8", "replace"))
+
+
+def metric(metrics: Dict[MetricKey, float], name: str, **labels: str) -> Optional[float]:
+    """One sample of `parse_metrics`' result, or None when keygate does not export it."""
+    return metrics.get((name, tuple(sorted(labels.items()))))
 
 
 # --------------------------------------------------------------------------------------------

@@ -22,7 +22,6 @@ import sys
 import threading
 import time
 import traceback
-import urllib.request
 import uuid
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -35,23 +34,7 @@ REDIRECTS = "keygate_cluster_redirects_total"
 REFRESHES = "keygate_cluster_topology_refreshes_total"
 CHANGES = "keygate_cluster_topology_changes_total"   # fetched maps that route a slot elsewhere
 
-_SAMPLE = re.compile(r"^([A-Za-z_:][A-Za-z0-9_:]*)(?:\{(.*)\})?\s+(\S+)")
-_LABEL = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"')
-
-MetricKey = Tuple[str, Tuple[Tuple[str, str], ...]]
-
-
-def parse_metrics(text: str) -> Dict[MetricKey, float]:
-    """Prometheus text format -> {(name, sorted label pairs): value}."""
-    out: Dict[MetricKey, float] = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        m = _SAMPLE.match(line)
-        if m:
-            labels = tuple(sorted(_LABEL.findall(m.group(2) or "")))
-            out[(m.group(1), labels)] = float(m.group(3))
-    return out
+MetricKey = h.MetricKey
 
 
 class Recorder:
@@ -143,12 +126,10 @@ class ClusterResilienceTest(ch.KeygateClusterTestCase):
         return r
 
     def metrics(self) -> Dict[MetricKey, float]:
-        url = f"http://{h.HOST}:{self.admin_port}/metrics"
-        with urllib.request.urlopen(url, timeout=h.scaled(5)) as resp:
-            return parse_metrics(resp.read().decode("utf-8", "replace"))
+        return h.admin_metrics(self.admin_port)
 
     def metric(self, name: str, **labels: str) -> Optional[float]:
-        return self.metrics().get((name, tuple(sorted(labels.items()))))
+        return h.metric(self.metrics(), name, **labels)
 
     def redirects(self) -> Tuple[Optional[float], Optional[float]]:
         m = self.metrics()

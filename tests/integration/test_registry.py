@@ -28,7 +28,6 @@ import shutil
 import tempfile
 import time
 import unittest
-import urllib.request
 from typing import Dict, List, Tuple
 
 import cluster_harness as ch
@@ -103,8 +102,6 @@ EXAMPLE_REGISTRY = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath
                                                  "..", "..", "config", "examples",
                                                  "cpq-registry.yaml"))
 
-_SAMPLE = re.compile(r"^([A-Za-z_:][A-Za-z0-9_:]*)(?:\{(.*)\})?\s+(\S+)")
-_LABEL = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"')
 AUDITED = "keygate_registry_audited_total"
 REFUSED = "keygate_registry_refused_total"
 # file:line:col: yaml.path: message
@@ -112,26 +109,8 @@ ERROR_LINE = re.compile(
     r"^(?P<file>[^:\n]+):(?P<line>\d+):(?P<col>\d+): (?P<path>\S+): (?P<msg>.+)$")
 
 
-def parse_metrics(text: str) -> Dict[Tuple[str, Tuple[Tuple[str, str], ...]], float]:
-    out = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        m = _SAMPLE.match(line)
-        if m:
-            labels = tuple(sorted(_LABEL.findall(m.group(2) or "")))
-            out[(m.group(1), labels)] = float(m.group(3))
-    return out
-
-
-def metrics_of(admin_port: int):
-    url = f"http://{h.HOST}:{admin_port}/metrics"
-    with urllib.request.urlopen(url, timeout=h.scaled(5)) as resp:
-        return parse_metrics(resp.read().decode("utf-8", "replace"))
-
-
 def reason_metric(admin_port: int, name: str, reason: str) -> float:
-    m = metrics_of(admin_port)
+    m = h.admin_metrics(admin_port)
     key = (name, (("reason", reason),))
     if key not in m:
         raise AssertionError(f'{name}{{reason="{reason}"}} is not in keygate /metrics')
@@ -732,7 +711,7 @@ class ClusterRegistryTest(RegistryChecks, ch.KeygateClusterTestCase):
         self.assertIn(receivers, (0, 1))
 
     def moved_redirects(self) -> float:
-        return metrics_of(self.admin_port).get(
+        return h.admin_metrics(self.admin_port).get(
             ("keygate_cluster_redirects_total", (("kind", "moved"),)), 0.0)
 
     def test_rewrite_routes_by_canonical_slot(self):

@@ -147,21 +147,19 @@ def http_request(port: int, method: str, path: str, timeout: float) -> Tuple[int
         conn.close()
 
 
-def metrics(port: int) -> Dict[str, float]:
-    status, body = http_request(port, "GET", "/metrics", h.scaled(5))
-    if status != 200:
-        raise AssertionError(f"/metrics answered {status}: {body[:200]}")
-    out = {}
-    for line in body.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            out[name] = float(value)
-    return out
+def value(m: Dict[h.MetricKey, float], name: str, default: Optional[float] = None) -> float:
+    """An unlabelled sample; missing is an error unless a default is given."""
+    v = h.metric(m, name)
+    if v is None:
+        if default is None:
+            raise AssertionError(f"{name} is not in keygate /metrics")
+        return default
+    return v
 
 
-def refusals_other_than_denied(m: Dict[str, float]) -> Dict[str, float]:
+def refusals_other_than_denied(m: Dict[h.MetricKey, float]) -> Dict[h.MetricKey, float]:
     return {k: v for k, v in m.items()
-            if k.startswith("keygate_registry_refused_total{") and 'reason="denied"' not in k
+            if k[0] == "keygate_registry_refused_total" and ("reason", "denied") not in k[1]
             and v}
 
 
@@ -311,7 +309,7 @@ class RegistryReloadTest(h.KeygateTestCase):
         direct = self.direct()
         self.assertEqual(direct.call("CONFIG", "RESETSTAT"), "OK")
         self.probe_sets = 0
-        m0 = metrics(admin_port)
+        m0 = h.admin_metrics(admin_port)
         bench = BenchmarkLoop(kg_port, min_runs=2).start()
         try:
             # Wait until redis-benchmark's SETs reach Redis, so the writes overlap the load.
@@ -359,10 +357,11 @@ class RegistryReloadTest(h.KeygateTestCase):
                                     "after the last write")
 
         # Counters: failures for the invalid versions, reloads for the valid ones.
-        m1 = metrics(admin_port)
-        failures = (m1["keygate_registry_reload_failures_total"]
-                    - m0["keygate_registry_reload_failures_total"])
-        reloads = m1["keygate_registry_reloads_total"] - m0["keygate_registry_reloads_total"]
+        m1 = h.admin_metrics(admin_port)
+        failures = (value(m1, "keygate_registry_reload_failures_total")
+                    - value(m0, "keygate_registry_reload_failures_total"))
+        reloads = (value(m1, "keygate_registry_reloads_total")
+                   - value(m0, "keygate_registry_reloads_total"))
         print(f"\n  {versions} versions ({invalid} invalid) in {write_seconds:.1f}s under "
               f"{runs} redis-benchmark runs of {BENCH_N} SET + {BENCH_N} GET: reloads "
               f"+{reloads:.0f}, failures +{failures:.0f}; PTTL after the last write {ttl} ms",
@@ -370,11 +369,11 @@ class RegistryReloadTest(h.KeygateTestCase):
         self.assertGreaterEqual(reloads, 1)
         self.assertLessEqual(reloads, versions - invalid)
         self.assertGreaterEqual(failures, 1)
-        self.assertEqual(m1["keygate_registry_patterns"], 21)
+        self.assertEqual(value(m1, "keygate_registry_patterns"), 21)
         # Nothing refused but redis-benchmark's CONFIG GET at start (a default-denied command).
         self.assertEqual(refusals_other_than_denied(m1), refusals_other_than_denied(m0))
-        self.assertEqual(m1.get("keygate_upstream_unavailable_replies_total", 0),
-                         m0.get("keygate_upstream_unavailable_replies_total", 0))
+        self.assertEqual(value(m1, "keygate_upstream_unavailable_replies_total", 0),
+                         value(m0, "keygate_upstream_unavailable_replies_total", 0))
 
         # ...and its size limit.
         with h.RespConnection(kg_port, timeout=h.scaled(10)) as c:
@@ -450,7 +449,7 @@ class RegistryReloadTest(h.KeygateTestCase):
             config=f"threads: 2\nadmin: {h.HOST}:{admin}\nregistry: {link}\n",
             name="keygate-sighup")
         self.wait_ttl_default(kg.port, 1200, 500, "initial version")
-        m0 = metrics(admin)
+        m0 = h.admin_metrics(admin)
 
         # A change in the unwatched directory is not picked up by itself (keygate watches the
         # directory of the configured path; this test relies on that to isolate SIGHUP)...
@@ -484,8 +483,8 @@ class RegistryReloadTest(h.KeygateTestCase):
         self.assertTrue(body.startswith("invalid: "), body)
         self.assertIn("ttl.jitter", body)
         kg.signal(signal.SIGHUP)
-        h.wait_until(lambda: metrics(admin)["keygate_registry_reload_failures_total"]
-                     >= m0["keygate_registry_reload_failures_total"] + 2,
+        h.wait_until(lambda: value(h.admin_metrics(admin), "keygate_registry_reload_failures_total")
+                     >= value(m0, "keygate_registry_reload_failures_total") + 2,
                      h.scaled(5), message="two reload failures counted")
         self.wait_ttl_default(kg.port, 1400, 500, "after the invalid file")
         atomic_write(real, invalid_registry(1))  # overlapping patterns
@@ -494,11 +493,11 @@ class RegistryReloadTest(h.KeygateTestCase):
         self.assertTrue(kg.running())
         self.wait_ttl_default(kg.port, 1400, 500, "after the overlapping file")
 
-        m1 = metrics(admin)
-        self.assertEqual(m1["keygate_registry_reloads_total"]
-                         - m0["keygate_registry_reloads_total"], 2)
-        self.assertEqual(m1["keygate_registry_reload_failures_total"]
-                         - m0["keygate_registry_reload_failures_total"], 3)
+        m1 = h.admin_metrics(admin)
+        self.assertEqual(value(m1, "keygate_registry_reloads_total")
+                         - value(m0, "keygate_registry_reloads_total"), 2)
+        self.assertEqual(value(m1, "keygate_registry_reload_failures_total")
+                         - value(m0, "keygate_registry_reload_failures_total"), 3)
         log = kg.log_text()
         self.assertIn("(SIGHUP)", log)
         self.assertIn("(POST /reload)", log)
