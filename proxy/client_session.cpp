@@ -480,27 +480,17 @@ ClientSession::Step ClientSession::dispatchCommand(Args args, std::string_view r
             : (special == Special::kSsubscribe || special == Special::kSunsubscribe) ? 's'
                                                                                      : 'c';
       }
-      const ClusterNode* node = nullptr;
       if (cluster_ && special == Special::kSsubscribe) {
         // Shard channels live on their slot's master.
-        std::uint16_t slot = 0;
-        bool hasKeys = false;
-        if (!commonSlot(info, args, keys_, &slot, &hasKeys)) return refuseCrossSlot();
-        if (hasKeys) {
-          node = masterOf(slot);
-          if (node == nullptr) {
-            replyError(clusterDownError());
-            return Step::kNext;
-          }
-        }
+        return forwardDedicatedToKeys(args, raw, info, std::move(expect));
       }
-      return forwardDedicated(raw, std::move(expect), node);
+      return forwardDedicated(raw, std::move(expect));
     }
     case Special::kBlocking:
       if ((info.name == "xread" || info.name == "xreadgroup") && !xreadBlocks(args)) break;
       if (cluster_) {
         if (inMulti_) break;
-        return clusterBlocking(args, raw, info);
+        return forwardDedicatedToKeys(args, raw, info, Expect{});
       }
       return forwardDedicated(raw, Expect{});
     case Special::kUnsupported: {
@@ -756,8 +746,9 @@ ClientSession::Step ClientSession::clusterWatch(Args args, std::string_view raw,
   return step;
 }
 
-ClientSession::Step ClientSession::clusterBlocking(Args args, std::string_view raw,
-                                                   const commands::CommandInfo& info) {
+ClientSession::Step ClientSession::forwardDedicatedToKeys(Args args, std::string_view raw,
+                                                          const commands::CommandInfo& info,
+                                                          Expect expect) {
   std::uint16_t slot = 0;
   bool hasKeys = false;
   if (!commonSlot(info, args, keys_, &slot, &hasKeys)) return refuseCrossSlot();
@@ -769,7 +760,7 @@ ClientSession::Step ClientSession::clusterBlocking(Args args, std::string_view r
       return Step::kNext;
     }
   }
-  return forwardDedicated(raw, Expect{}, node);
+  return forwardDedicated(raw, std::move(expect), node);
 }
 
 ClientSession::Step ClientSession::sendToSlot(std::string_view raw, std::uint16_t slot,

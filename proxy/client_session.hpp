@@ -165,7 +165,10 @@ class ClientSession final : public ReplySink, public std::enable_shared_from_thi
   Step forwardCluster(Args args, std::string_view raw, const commands::CommandInfo& info);
   Step forwardInTransaction(Args args, std::string_view raw, const commands::CommandInfo& info);
   Step clusterWatch(Args args, std::string_view raw, const commands::CommandInfo& info);
-  Step clusterBlocking(Args args, std::string_view raw, const commands::CommandInfo& info);
+  // On the dedicated connection to the master of argv's keys (blocking commands, SSUBSCRIBE);
+  // keys in several slots: CROSSSLOT; no keys: the connection the session has.
+  Step forwardDedicatedToKeys(Args args, std::string_view raw, const commands::CommandInfo& info,
+                              Expect expect);
   Step sendToSlot(std::string_view raw, std::uint16_t slot, std::uint64_t tagBits, bool replica);
   Step forwardSplit(Args args, MergeKind merge);
   Step forwardAllMasters(std::string_view raw, MergeKind merge);
