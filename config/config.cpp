@@ -197,6 +197,12 @@ constexpr Field kUpstreamFields[] = {
          l.config().upstream.topologyRefreshInterval = *v;
        }
      }},
+    {"timeoutsBeforeReconnect",
+     [](Loader& l, const Entry& e) {
+       if (auto v = l.readUint(e, 0, 1000000)) {
+         l.config().upstream.timeoutsBeforeReconnect = static_cast<std::uint32_t>(*v);
+       }
+     }},
 };
 
 constexpr Field kLimitsFields[] = {

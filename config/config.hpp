@@ -37,6 +37,9 @@ struct UpstreamConfig {
   ReadFrom readFrom = ReadFrom::kMaster;   // cluster
   // Cluster: slot map fetched this often (and early after MOVED or a node error).
   std::chrono::milliseconds topologyRefreshInterval{10000};
+  // A connection is closed and replaced after this many requests in a row got no reply within
+  // their endpoint budget (one slow reply never closes it); 0: never.
+  std::uint32_t timeoutsBeforeReconnect = 5;
 };
 
 struct LimitsConfig {

@@ -2,7 +2,10 @@
 // one table of fields per section, every problem reported with file:line:column, the YAML path
 // and how to fix it, then the checks that need the whole file (a cache pattern's TTL contract
 // may come from `defaults:`, which can be written after the patterns). What a pattern means
-// (its syntax, overlaps) is checked by policies::compileRegistry(), not here.
+// (its syntax, overlaps) is checked by policies::compileRegistry(), not here. Endpoint profiles
+// (`endpoints:`) are checked here in full, including every reference to them by name
+// (`defaults.endpoint`, a pattern's `failureBehavior: {endpoint: ...}`): which profile a request
+// gets is policies::EndpointSet's job.
 
 #include "config/registry.hpp"
 
@@ -11,6 +14,7 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <charconv>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -45,6 +49,21 @@ constexpr std::array<std::string_view, 2> kMissingChoices = {"inject", "reject"}
 constexpr std::array<std::string_view, 2> kTooLongChoices = {"clamp", "reject"};
 constexpr std::array<std::string_view, 5> kTtlPolicyKeys = {"default", "max", "jitter", "missing",
                                                             "tooLong"};
+constexpr std::array<std::string_view, 2> kOnFailureChoices = {"open", "closed"};
+
+// Endpoint profiles. Every worker keeps one breaker per profile per Redis node, so the number of
+// profiles is capped; prefixes in `clients` keep a large organisation within it.
+constexpr std::size_t kMaxEndpoints = 64;
+constexpr std::size_t kMaxEndpointNameLength = 64;
+constexpr std::size_t kMaxClientNameLength = 128;
+constexpr milliseconds kMinEndpointTimeout{1};
+constexpr milliseconds kMaxEndpointTimeout = std::chrono::seconds(60);
+constexpr std::uint64_t kMaxRetryAttempts = 5;
+constexpr std::uint64_t kMaxConsecutiveFailures = 1'000'000;
+constexpr std::uint64_t kMaxBreakerWindow = 100'000;
+constexpr milliseconds kMinOpenFor{10};
+constexpr milliseconds kMaxOpenFor = std::chrono::minutes(10);
+constexpr std::uint64_t kMaxHalfOpenProbes = 1000;
 
 constexpr std::string_view kExample = "config/examples/cpq-registry.yaml";
 
@@ -63,6 +82,17 @@ std::string trimmed(std::string_view s) {
 bool isCommandChar(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
          c == '-';
+}
+
+bool isProfileNameChar(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+         c == '_' || c == '/' || c == '-';
+}
+
+// Redis refuses client names with spaces, newlines or other characters outside '!'..'~'
+// (CLIENT SETNAME), so a registry entry with one could never match.
+bool isClientNameChar(char c) {
+  return c >= '!' && c <= '~';
 }
 
 char upper(char c) {
@@ -117,6 +147,7 @@ class RegistryLoader : public YamlReader {
   PatternEntry& pattern() { return *pattern_; }
   TtlPolicy& ttl() { return *ttl_; }
   Rewrite& rewrite() { return *rewrite_; }
+  EndpointProfile& profile() { return *profile_; }
 
   void readDefaults(const Entry& e);
   void readTtl(const Entry& e);
@@ -127,6 +158,14 @@ class RegistryLoader : public YamlReader {
   void readPatterns(const Entry& e);
   void readInvalidation(const Entry& e);
   void readRewrites(const Entry& e);
+  void readFailureBehavior(const Entry& e);
+  void readEndpoints(const Entry& e);
+  void readProfileName(const Entry& e);
+  void readClients(const Entry& e);
+  // `retries:` and `breaker:` of the profile being read.
+  void readProfileSection(const Entry& e, const SectionOf<RegistryLoader>& section);
+  // breaker.failureRatio: a number from 0 to 1, unquoted.
+  std::optional<double> readRatio(const Entry& e);
   // A string that must say something: owner, purpose, pattern.
   std::optional<std::string> readText(const Entry& e, std::string_view example);
 
@@ -137,14 +176,24 @@ class RegistryLoader : public YamlReader {
                       ReadItem readItem);
   void readPattern(const Entry& item);
   void readRewrite(const Entry& item);
+  void readEndpoint(const Entry& item);
   void checkTtl(const TtlPolicy& policy, const TtlMarks& marks, bool isDefaults);
+  void checkRetries(const EndpointProfile& p, const std::string& path);
+  void checkBreaker(const EndpointProfile& p, const std::string& path);
+  // `name` (at `path`) must name one of `endpoints`.
+  void checkEndpointReference(const std::string& name, const std::string& path);
   void checkAcrossSections();
 
   RegistryLoadResult& out_;
   PatternEntry* pattern_ = nullptr;
   TtlPolicy* ttl_ = nullptr;
   Rewrite* rewrite_ = nullptr;
+  EndpointProfile* profile_ = nullptr;
   std::vector<PatternCheck> patternChecks_;  // parallel to registry().patterns
+  std::vector<std::string> endpointPaths_;   // parallel to registry().endpoints: "endpoints[2]"
+  // Every profile's name was read, so a reference naming none of them is wrong, not a follow-up
+  // of an error already reported.
+  bool endpointNamesKnown_ = true;
   bool sawDenyCommands_ = false;
 };
 
@@ -190,6 +239,28 @@ constexpr Field kDefaultsFields[] = {
          l.registry().defaults.memoryBudgetBytes = *v;
        }
      }},
+    {"endpoint",
+     [](RegistryLoader& l, const Entry& e) {
+       if (auto v = l.readText(e, "endpoint: internal-read")) {
+         l.registry().defaults.endpoint = *v;
+         l.registry().defaults.endpointPos = posOf(e.at());
+       }
+     }},
+};
+
+// The map form of a pattern's failureBehavior.
+constexpr Field kFailureBehaviorFields[] = {
+    {"endpoint",
+     [](RegistryLoader& l, const Entry& e) {
+       if (auto v = l.readText(e, "endpoint: catalog-view")) {
+         l.pattern().endpoint = *v;
+         l.pattern().endpointPos = posOf(e.at());
+       }
+     }},
+    {"description",
+     [](RegistryLoader& l, const Entry& e) {
+       if (auto v = l.readString(e)) l.pattern().failureBehavior = *v;
+     }},
 };
 
 constexpr Field kPatternFields[] = {
@@ -225,10 +296,7 @@ constexpr Field kPatternFields[] = {
        if (auto v = l.readString(e)) l.pattern().sourceOfRebuild = *v;
      }},
     {"invalidation", [](RegistryLoader& l, const Entry& e) { l.readInvalidation(e); }},
-    {"failureBehavior",
-     [](RegistryLoader& l, const Entry& e) {
-       if (auto v = l.readString(e)) l.pattern().failureBehavior = *v;
-     }},
+    {"failureBehavior", [](RegistryLoader& l, const Entry& e) { l.readFailureBehavior(e); }},
     {"containsPII",
      [](RegistryLoader& l, const Entry& e) {
        if (auto v = l.readBool(e)) l.pattern().containsPII = *v;
@@ -276,6 +344,97 @@ constexpr Field kRewriteFields[] = {
      }},
 };
 
+constexpr Field kRetryFields[] = {
+    {"attempts",
+     [](RegistryLoader& l, const Entry& e) {
+       if (auto v = l.readUint(e, 0, kMaxRetryAttempts,
+                               "each retry spends budget and load on a struggling Redis")) {
+         l.profile().retries.attempts = static_cast<std::uint32_t>(*v);
+       }
+     }},
+    {"backoff",
+     [](RegistryLoader& l, const Entry& e) {
+       if (auto v = l.readDuration(e, milliseconds(0), kMaxEndpointTimeout)) {
+         l.profile().retries.backoff = *v;
+       }
+     }},
+    {"jitter",
+     [](RegistryLoader& l, const Entry& e) {
+       if (auto v = l.readDuration(e, milliseconds(0), kMaxEndpointTimeout)) {
+         l.profile().retries.jitter = *v;
+       }
+     }},
+};
+
+constexpr Field kBreakerFields[] = {
+    {"enabled",
+     [](RegistryLoader& l, const Entry& e) {
+       if (auto v = l.readBool(e)) l.profile().breaker.enabled = *v;
+     }},
+    {"consecutiveFailures",
+     [](RegistryLoader& l, const Entry& e) {
+       if (auto v =
+               l.readUint(e, 0, kMaxConsecutiveFailures, "use 0 to open by failureRatio only")) {
+         l.profile().breaker.consecutiveFailures = static_cast<std::uint32_t>(*v);
+       }
+     }},
+    {"failureRatio",
+     [](RegistryLoader& l, const Entry& e) {
+       if (auto v = l.readRatio(e)) l.profile().breaker.failureRatio = *v;
+     }},
+    {"window",
+     [](RegistryLoader& l, const Entry& e) {
+       if (auto v = l.readUint(e, 1, kMaxBreakerWindow, "the number of recent requests judged")) {
+         l.profile().breaker.window = static_cast<std::uint32_t>(*v);
+       }
+     }},
+    {"minRequests",
+     [](RegistryLoader& l, const Entry& e) {
+       if (auto v = l.readUint(e, 1, kMaxBreakerWindow)) {
+         l.profile().breaker.minRequests = static_cast<std::uint32_t>(*v);
+       }
+     }},
+    {"openFor",
+     [](RegistryLoader& l, const Entry& e) {
+       if (auto v = l.readDuration(e, kMinOpenFor, kMaxOpenFor)) l.profile().breaker.openFor = *v;
+     }},
+    {"halfOpenProbes",
+     [](RegistryLoader& l, const Entry& e) {
+       if (auto v = l.readUint(e, 1, kMaxHalfOpenProbes)) {
+         l.profile().breaker.halfOpenProbes = static_cast<std::uint32_t>(*v);
+       }
+     }},
+};
+
+constexpr Section kRetrySection{"retries", kRetryFields,
+                                "e.g. retries: {attempts: 1, backoff: 2ms, jitter: 3ms}"};
+constexpr Section kBreakerSection{"breaker", kBreakerFields,
+                                  "e.g. breaker: {consecutiveFailures: 5, openFor: 1s}"};
+
+constexpr Field kEndpointFields[] = {
+    {"name", [](RegistryLoader& l, const Entry& e) { l.readProfileName(e); }},
+    {"clients", [](RegistryLoader& l, const Entry& e) { l.readClients(e); }},
+    {"timeout",
+     [](RegistryLoader& l, const Entry& e) {
+       if (auto v = l.readDuration(e, kMinEndpointTimeout, kMaxEndpointTimeout)) {
+         l.profile().timeout = *v;
+       }
+     }},
+    {"onFailure",
+     [](RegistryLoader& l, const Entry& e) {
+       if (auto i = l.readChoice(e, kOnFailureChoices, "failure decision")) {
+         l.profile().onFailure = *i == 0 ? OnFailure::kOpen : OnFailure::kClosed;
+       }
+     }},
+    {"retries", [](RegistryLoader& l, const Entry& e) { l.readProfileSection(e, kRetrySection); }},
+    {"breaker",
+     [](RegistryLoader& l, const Entry& e) { l.readProfileSection(e, kBreakerSection); }},
+    {"description",
+     [](RegistryLoader& l, const Entry& e) {
+       if (auto v = l.readString(e)) l.profile().description = *v;
+     }},
+};
+
 constexpr Field kTopFields[] = {
     {"version",
      [](RegistryLoader& l, const Entry& e) {
@@ -293,6 +452,7 @@ constexpr Field kTopFields[] = {
     {"denyCommands", [](RegistryLoader& l, const Entry& e) { l.readDenyCommands(e); }},
     {"patterns", [](RegistryLoader& l, const Entry& e) { l.readPatterns(e); }},
     {"rewrites", [](RegistryLoader& l, const Entry& e) { l.readRewrites(e); }},
+    {"endpoints", [](RegistryLoader& l, const Entry& e) { l.readEndpoints(e); }},
 };
 
 constexpr Section kTopSection{"", kTopFields, "e.g. mode: enforce"};
@@ -301,10 +461,27 @@ constexpr Section kDefaultsSection{"defaults", kDefaultsFields,
 constexpr Section kPatternSection{"patterns", kPatternFields, "", "in each entry of 'patterns:'"};
 constexpr Section kTtlSection{"ttl", kTtlFields, "e.g. ttl: {default: 5m, jitter: 30s, max: 10m}"};
 constexpr Section kRewriteSection{"rewrites", kRewriteFields, "", "in each entry of 'rewrites:'"};
+constexpr Section kFailureBehaviorSection{
+    "failureBehavior", kFailureBehaviorFields,
+    "e.g. failureBehavior: {endpoint: catalog-view, description: \"read through to "
+    "catalog-service\"}"};
+constexpr Section kEndpointSection{"endpoints", kEndpointFields, "",
+                                   "in each entry of 'endpoints:'"};
 
-constexpr const Section* kAllSections[] = {&kTopSection, &kDefaultsSection, &kPatternSection,
-                                           &kTtlSection, &kRewriteSection};
+// Where an unknown key's did-you-mean hint looks, in order, when the key's own section has no
+// near match. The order decides between sections sharing a key: `jitter` in a pattern entry is
+// ttl.jitter, in a profile retries.jitter; `endpoint` in a pattern entry is
+// failureBehavior.endpoint, not the top-level `endpoints`.
+constexpr const Section* kAllSections[] = {
+    &kFailureBehaviorSection, &kTopSection,      &kDefaultsSection, &kPatternSection, &kTtlSection,
+    &kRewriteSection,         &kEndpointSection, &kRetrySection,    &kBreakerSection};
 constexpr std::span<const Section* const> kSections(kAllSections);
+// For the keys of an endpoint profile and its retries and breaker.
+constexpr const Section* kAllEndpointSections[] = {
+    &kRetrySection, &kBreakerSection,  &kEndpointSection,
+    &kTopSection,   &kDefaultsSection, &kPatternSection,
+    &kTtlSection,   &kRewriteSection,  &kFailureBehaviorSection};
+constexpr std::span<const Section* const> kEndpointSections(kAllEndpointSections);
 
 // ---- loader -------------------------------------------------------------------------------
 
@@ -707,8 +884,335 @@ void RegistryLoader::readRewrite(const Entry& item) {
   registry().rewrites.push_back(std::move(entry));
 }
 
+void RegistryLoader::readFailureBehavior(const Entry& e) {
+  if (e.value.IsMap()) {
+    walkMap(*this, e.value, e.path, kFailureBehaviorSection, kSections);
+    if (!isSet(e.path + ".endpoint")) {
+      report(e.at(), e.path + ".endpoint",
+             "missing 'endpoint'; the mapping form of failureBehavior names the endpoint profile "
+             "of requests on these keys, e.g. failureBehavior: {endpoint: catalog-view, "
+             "description: \"read through to catalog-service\"}; for text alone write "
+             "failureBehavior: \"...\"");
+    }
+    return;
+  }
+  if (e.value.IsSequence()) {
+    report(e.at(), e.path,
+           "expected text, or a mapping {endpoint: <profile>, description: <text>}, got a list; "
+           "write failureBehavior: \"read through to catalog-service\", or failureBehavior: "
+           "{endpoint: catalog-view, description: \"read through to catalog-service\"}");
+    return;
+  }
+  if (auto v = readString(e)) pattern().failureBehavior = *v;
+}
+
+void RegistryLoader::readEndpoints(const Entry& e) {
+  const bool list = e.value.IsSequence();
+  if (list && e.value.size() > kMaxEndpoints) {
+    const YAML::Node extra = e.value[kMaxEndpoints];
+    report(extra.IsNull() ? e.at() : extra.Mark(),
+           e.path + "[" + std::to_string(kMaxEndpoints) + "]",
+           "the registry has " + std::to_string(e.value.size()) + " endpoint profiles, more than " +
+               std::to_string(kMaxEndpoints) +
+               " (each worker keeps a breaker per profile and Redis node); merge profiles that "
+               "share a timeout and decision, and select them with client prefixes such as "
+               "\"quote-service/*\"");
+  }
+  readListOfMaps(e, "endpoint profiles",
+                 "- {name: catalog-view, clients: [\"catalog-service/*\"], timeout: 30ms, "
+                 "onFailure: open}",
+                 [this](const Entry& item) { readEndpoint(item); });
+  const bool empty = !e.value.IsDefined() || e.value.IsNull();
+  const auto& endpoints = registry().endpoints;
+  endpointNamesKnown_ =
+      empty || (list && endpoints.size() == e.value.size() &&
+                std::all_of(endpoints.begin(), endpoints.end(),
+                            [](const EndpointProfile& p) { return !p.name.empty(); }));
+}
+
+void RegistryLoader::readEndpoint(const Entry& item) {
+  EndpointProfile entry;
+  entry.pos = posOf(item.at());
+  profile_ = &entry;
+  walkMap(*this, item.value, item.path, kEndpointSection, kEndpointSections);
+  profile_ = nullptr;
+
+  struct Required {
+    std::string_view key;
+    std::string_view message;
+  };
+  static constexpr Required kRequired[] = {
+      {"name",
+       "missing 'name'; every profile needs a unique name that patterns and defaults.endpoint "
+       "refer to, e.g. name: catalog-view"},
+      {"timeout",
+       "missing 'timeout'; give the Redis budget of one request, after which it fails open or "
+       "closed, e.g. timeout: 30ms (a cache lookup, seed 16.2)"},
+      {"onFailure",
+       "missing 'onFailure'; state what a request gets when Redis does not answer in time: open "
+       "(an answer in the shape of a miss, for data the application can get elsewhere) or "
+       "closed (an error, for anything that must not be guessed)"},
+  };
+  for (const auto& r : kRequired) {
+    const std::string path = item.path + "." + std::string(r.key);
+    if (!isSet(path)) report(item.at(), path, std::string(r.message));
+  }
+  checkRetries(entry, item.path);
+  checkBreaker(entry, item.path);
+
+  if (!entry.name.empty()) {
+    const auto& endpoints = registry().endpoints;
+    const auto same = std::find_if(endpoints.begin(), endpoints.end(),
+                                   [&](const EndpointProfile& p) { return p.name == entry.name; });
+    if (same != endpoints.end()) {
+      const auto index = static_cast<std::size_t>(same - endpoints.begin());
+      report(markOf(item.path + ".name"), item.path + ".name",
+             "the same name as " + endpointPaths_[index] + " (line " +
+                 std::to_string(same->pos.line) +
+                 "); profile names are unique, rename one or merge the two profiles");
+    }
+  }
+  registry().endpoints.push_back(std::move(entry));
+  endpointPaths_.push_back(item.path);
+}
+
+void RegistryLoader::readProfileName(const Entry& e) {
+  const auto v = readText(e, "name: catalog-view");
+  if (!v) return;
+  if (!std::all_of(v->begin(), v->end(), isProfileNameChar)) {
+    report(e.at(), e.path,
+           "'" + *v +
+               "' is not a profile name; use letters, digits, '.', '_', '/' and '-' only, e.g. "
+               "name: catalog-view");
+    return;
+  }
+  if (v->size() > kMaxEndpointNameLength) {
+    report(e.at(), e.path,
+           "a profile name has at most " + std::to_string(kMaxEndpointNameLength) +
+               " characters, this one has " + std::to_string(v->size()) + "; shorten it");
+    return;
+  }
+  profile().name = *v;
+  profile().pos = posOf(e.at());
+}
+
+void RegistryLoader::readClients(const Entry& e) {
+  if (!e.value.IsDefined() || e.value.IsNull()) return;  // none
+  if (!e.value.IsSequence()) {
+    const std::string example = e.value.IsScalar()
+                                    ? "[\"" + e.value.Scalar() + "\"]"
+                                    : "[\"catalog-service/view\", \"catalog-service/*\"]";
+    report(
+        e.at(), e.path,
+        "expected a list of client names, got " + kindOf(e.value) + "; write clients: " + example);
+    return;
+  }
+  std::vector<std::string> clients;
+  std::vector<SourcePos> positions;
+  for (std::size_t i = 0; i < e.value.size(); ++i) {
+    const YAML::Node item = e.value[i];
+    const Entry entry{item.IsNull() ? e.at() : item.Mark(), item,
+                      e.path + "[" + std::to_string(i) + "]"};
+    const auto name = readString(entry);
+    if (!name) continue;
+    const auto fail = [&](const std::string& why) { report(entry.at(), entry.path, why); };
+    if (name->empty()) {
+      fail(
+          "a client name cannot be empty; write the name the service sets with CLIENT SETNAME, "
+          "e.g. catalog-service/view, or a prefix ending in '*', e.g. catalog-service/*");
+      continue;
+    }
+    if (name->size() > kMaxClientNameLength) {
+      fail("a client name has at most " + std::to_string(kMaxClientNameLength) +
+           " characters, this one has " + std::to_string(name->size()) +
+           "; shorten it, or match a shorter prefix ending in '*'");
+      continue;
+    }
+    if (!std::all_of(name->begin(), name->end(), isClientNameChar)) {
+      fail("'" + *name +
+           "' cannot be a client name: Redis refuses spaces, newlines and characters outside "
+           "printable ASCII in CLIENT SETNAME; write it as the service sets it, e.g. "
+           "catalog-service/view");
+      continue;
+    }
+    const auto star = name->find('*');
+    if (star != std::string::npos && star + 1 != name->size()) {
+      fail(
+          "'*' may only end a client name, where it makes the entry a prefix (\"quote-service/*\" "
+          "matches every name starting with \"quote-service/\"); remove the inner '*'");
+      continue;
+    }
+    if (*name == "*") {
+      fail(
+          "a '*' alone would select this profile for every client, ahead of every pattern's "
+          "failureBehavior endpoint; to give requests a profile when nothing else does, set "
+          "defaults.endpoint instead");
+      continue;
+    }
+    const bool prefix = name->back() == '*';
+    const std::string what = prefix ? "the prefix '" + *name + "'" : "the client '" + *name + "'";
+    const auto seen = std::find(clients.begin(), clients.end(), *name);
+    if (seen != clients.end()) {
+      const auto first = static_cast<std::size_t>(seen - clients.begin());
+      fail(what + " is listed twice (first on line " + std::to_string(positions[first].line) +
+           "); list each client once");
+      continue;
+    }
+    bool taken = false;
+    for (std::size_t p = 0; p < registry().endpoints.size() && !taken; ++p) {
+      const EndpointProfile& other = registry().endpoints[p];
+      for (std::size_t c = 0; c < other.clients.size(); ++c) {
+        if (other.clients[c] != *name) continue;
+        const std::string owner =
+            other.name.empty() ? endpointPaths_[p] : "profile '" + other.name + "'";
+        fail(what + " already selects " + owner + " (line " +
+             std::to_string(other.clientPositions[c].line) +
+             "); a client name selects one profile, remove it from one of the two");
+        taken = true;
+        break;
+      }
+    }
+    if (taken) continue;
+    clients.push_back(*name);
+    positions.push_back(posOf(entry.at()));
+  }
+  profile().clients = std::move(clients);
+  profile().clientPositions = std::move(positions);
+}
+
+void RegistryLoader::readProfileSection(const Entry& e, const Section& section) {
+  if (!e.value.IsDefined() || e.value.IsNull()) {
+    report(e.at(), e.path,
+           "missing value; " + std::string(section.example) + ", or remove the " +
+               std::string(section.name) + " key for the defaults");
+    return;
+  }
+  if (!e.value.IsMap()) {
+    report(e.at(), e.path,
+           "'" + std::string(section.name) + "' is a section with the keys " +
+               joinNames(section.fields) + ", got " + kindOf(e.value) + "; " +
+               std::string(section.example));
+    return;
+  }
+  walkMap(*this, e.value, e.path, section, kEndpointSections);
+}
+
+std::optional<double> RegistryLoader::readRatio(const Entry& e) {
+  const auto text = scalarOf(e, "a ratio from 0 to 1 such as 0.5");
+  if (!text) return std::nullopt;
+  constexpr std::string_view kHow =
+      "write a number from 0 to 1, e.g. failureRatio: 0.5 to open when half of the recent "
+      "requests failed, or 0 to open by consecutiveFailures only";
+  const std::string& tag = e.value.Tag();
+  if (tag == "!" || tag == "tag:yaml.org,2002:str") {
+    report(
+        e.at(), e.path,
+        "expected a ratio from 0 to 1, got the quoted string \"" + *text + "\"; remove the quotes");
+    return std::nullopt;
+  }
+  if (!text->empty() && text->back() == '%') {
+    report(e.at(), e.path, "a ratio, not a percentage: write 0.5 for 50%; " + std::string(kHow));
+    return std::nullopt;
+  }
+  double value = 0;
+  const char* end = text->data() + text->size();
+  const auto [next, ec] = std::from_chars(text->data(), end, value, std::chars_format::fixed);
+  if (ec != std::errc() || next != end) {
+    report(e.at(), e.path, "'" + *text + "' is not a ratio; " + std::string(kHow));
+    return std::nullopt;
+  }
+  if (!(value >= 0 && value <= 1)) {
+    report(e.at(), e.path, "must be between 0 and 1, got " + *text + "; " + std::string(kHow));
+    return std::nullopt;
+  }
+  return value;
+}
+
+void RegistryLoader::checkRetries(const EndpointProfile& p, const std::string& path) {
+  const std::string timeoutPath = path + ".timeout";
+  const std::string retries = path + ".retries";
+  if (!isSet(timeoutPath) || hasFailed(timeoutPath) || !isSet(retries) || hasFailed(retries)) {
+    return;
+  }
+  const RetryPolicy& r = p.retries;
+  const std::string timeout = formatDuration(p.timeout);
+  bool fits = true;
+  for (const auto& [key, value] : {std::pair<std::string_view, milliseconds>{"backoff", r.backoff},
+                                   std::pair<std::string_view, milliseconds>{"jitter", r.jitter}}) {
+    if (value <= p.timeout) continue;
+    fits = false;
+    const std::string at = retries + "." + std::string(key);
+    // Only an explicit value can be longer than the timeout: the defaults are 2ms and 3ms.
+    report(isSet(at) ? markOf(at) : markOf(retries), isSet(at) ? at : retries,
+           std::string(key) + " " + formatDuration(value) + " is longer than the timeout " +
+               timeout + ", the budget a retry has to fit in; lower " + std::string(key) +
+               " (a tenth of the timeout is typical) or raise the timeout");
+  }
+  if (fits && r.attempts > 0 && r.backoff + r.jitter >= p.timeout) {
+    report(markOf(retries), retries,
+           "backoff + jitter (" + formatDuration(r.backoff + r.jitter) +
+               ") leave no room for a retry inside the timeout " + timeout +
+               "; keep their sum under the timeout (a tenth of it is typical), or set "
+               "attempts: 0");
+  }
+}
+
+void RegistryLoader::checkBreaker(const EndpointProfile& p, const std::string& path) {
+  const std::string breaker = path + ".breaker";
+  if (!isSet(breaker) || hasFailed(breaker)) return;
+  const BreakerPolicy& b = p.breaker;
+  const auto at = [&](std::string_view key) { return breaker + "." + std::string(key); };
+  if (b.minRequests > b.window) {
+    const bool minSet = isSet(at("minRequests"));
+    const std::string where = minSet ? at("minRequests") : at("window");
+    report(markOf(where), where,
+           "minRequests " + std::to_string(b.minRequests) + (minSet ? "" : " (the default)") +
+               " is more than window " + std::to_string(b.window) +
+               ", so the failure ratio could never be judged; keep minRequests at most window");
+  }
+  if (b.enabled && b.consecutiveFailures == 0 && b.failureRatio == 0) {
+    const std::string where =
+        isSet(at("consecutiveFailures")) ? at("consecutiveFailures") : breaker;
+    report(markOf(where), where,
+           "the breaker could never open: consecutiveFailures and failureRatio are both 0; set "
+           "enabled: false or a threshold, e.g. consecutiveFailures: 5 or failureRatio: 0.5");
+  }
+}
+
+void RegistryLoader::checkEndpointReference(const std::string& name, const std::string& path) {
+  if (name.empty() || !endpointNamesKnown_) return;
+  const auto& endpoints = registry().endpoints;
+  if (std::any_of(endpoints.begin(), endpoints.end(),
+                  [&](const EndpointProfile& p) { return p.name == name; })) {
+    return;
+  }
+  if (endpoints.empty()) {
+    report(markOf(path), path,
+           "'" + name +
+               "' names no endpoint profile: the registry has none; add one under endpoints: "
+               "with name: " +
+               name + ", timeout and onFailure, or remove this reference");
+    return;
+  }
+  std::string known;
+  std::vector<std::string_view> names;
+  for (const auto& p : endpoints) {
+    if (!known.empty()) known += ", ";
+    known += p.name;
+    names.push_back(p.name);
+  }
+  std::string message = "'" + name + "' names no endpoint profile; ";
+  if (const auto near = closestMatch(name, names)) {
+    message += "did you mean '" + std::string(*near) + "'? ";
+  }
+  report(markOf(path), path,
+         message + "the profiles are: " + known + " (add a profile named '" + name +
+             "' under endpoints: if it is a new one)");
+}
+
 // Rules that need the whole file: `defaults:` may come after the patterns it applies to.
 void RegistryLoader::checkAcrossSections() {
+  checkEndpointReference(registry().defaults.endpoint, "defaults.endpoint");
   const RegistryDefaults& defaults = registry().defaults;
   const bool defaultsTtlUnknown = hasFailed("defaults.ttl");
   const bool defaultsMaxUnknown = hasFailed("defaults.maxValueBytes");
@@ -726,6 +1230,7 @@ void RegistryLoader::checkAcrossSections() {
              "the data may be served), set defaults.ttl, or set authority: true if Redis holds "
              "the truth for these keys");
     }
+    checkEndpointReference(p.endpoint, check.path + ".failureBehavior.endpoint");
     const std::string avgPath = check.path + ".avgValueBytes";
     if (p.avgValueBytes && !hasFailed(check.path + ".maxValueBytes") &&
         !(!p.maxValueBytes && defaultsMaxUnknown)) {

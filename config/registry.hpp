@@ -27,6 +27,51 @@ enum class RegistryMode : std::uint8_t { kEnforce, kAudit };
 enum class MissingTtl : std::uint8_t { kInject, kReject };
 enum class TooLongTtl : std::uint8_t { kClamp, kReject };
 enum class PatternKind : std::uint8_t { kKey, kChannel };  // channel: a pub/sub channel name
+// What a request gets when Redis is slow or down (docs/endpoints.md): open answers in the shape
+// of a miss (where the command has one), closed answers an error (TIMEOUT / UNAVAILABLE).
+enum class OnFailure : std::uint8_t { kOpen, kClosed };
+
+// `retries:` of an endpoint profile. Only idempotent reads are retried, only after a failure
+// that is known at once (connection refused or reset, LOADING, BUSY, MASTERDOWN), and only
+// while the budget has room for the wait.
+struct RetryPolicy {
+  std::uint32_t attempts = 0;            // extra tries after the first (0..5)
+  std::chrono::milliseconds backoff{2};  // wait before each retry ...
+  std::chrono::milliseconds jitter{3};   // ... plus a uniform random share of this
+};
+
+// `breaker:` of an endpoint profile: one breaker per profile per Redis node per worker thread.
+struct BreakerPolicy {
+  bool enabled = true;
+  // Open after this many failures in a row (0: not by count).
+  std::uint32_t consecutiveFailures = 5;
+  // Open when failures / requests over the last `window` requests reach this (0: not by ratio;
+  // else in (0, 1]), once at least `minRequests` of them have been seen.
+  double failureRatio = 0;
+  std::uint32_t window = 100;
+  std::uint32_t minRequests = 20;
+  // Stay open this long (requests are answered at once, without touching the network), then
+  // let `halfOpenProbes` requests through; when all of them succeed the breaker closes, when
+  // one fails it opens again.
+  std::chrono::milliseconds openFor{1000};
+  std::uint32_t halfOpenProbes = 1;
+};
+
+// One entry of `endpoints:`: the Redis time budget of a class of requests and what they get
+// when Redis does not answer inside it (SPEC.md section 5, seed 11.2, 11.3, 16.2).
+struct EndpointProfile {
+  std::string name;  // e.g. "quote-submit"; [A-Za-z0-9._/-]
+  SourcePos pos;     // of the name
+  // Client names (CLIENT SETNAME / HELLO ... SETNAME) that select this profile: exact, or a
+  // prefix when the entry ends in '*' ("catalog-service/*"). The longest match wins.
+  std::vector<std::string> clients;
+  std::vector<SourcePos> clientPositions;  // same length and order as `clients`
+  std::chrono::milliseconds timeout{0};    // the Redis budget of one request (1ms..60s)
+  OnFailure onFailure = OnFailure::kClosed;
+  RetryPolicy retries;
+  BreakerPolicy breaker;
+  std::string description;  // free text, shown by `keygate check --explain`
+};
 
 // `ttl:` of a pattern or of `defaults`. Either a policy (`default` required, `max` >= default,
 // `jitter` < default) or an exemption with a reason (`exempt: "why this key lives forever"`).
@@ -52,7 +97,12 @@ struct PatternEntry {
   bool authority = false;  // true: Redis holds the truth for a while (locks, idempotency, ...)
   std::string sourceOfRebuild;
   std::vector<std::string> invalidation;
-  std::string failureBehavior;
+  // `failureBehavior:` is either free text (what the app does when the key is unavailable) or
+  // a map {endpoint: <profile name>, description: <text>}; the endpoint applies to requests on
+  // this pattern from clients whose name selects no profile.
+  std::string failureBehavior;  // the text (the map's `description`)
+  std::string endpoint;         // the map's `endpoint`; empty: none
+  SourcePos endpointPos;
   bool containsPII = false;
   bool containsCommerciallySensitiveData = false;
   std::uint64_t maxExpectedCardinality = 0;
@@ -77,6 +127,11 @@ struct RegistryDefaults {
   TtlPolicy ttl;                           // applied to patterns without their own
   std::uint64_t perKeyOverheadBytes = 96;  // seed 3.3 memory budget: Redis' cost per key
   std::uint64_t memoryBudgetBytes = 0;     // keygate check warns past it per pattern; 0: off
+  // The profile of requests that neither a client name nor a pattern's failureBehavior gives
+  // one. Empty: the profile named "default" if `endpoints` has one, else the built-in default
+  // (policies::builtinEndpoint(): 1s, closed, no retries, breaker after 5 failures for 1s).
+  std::string endpoint;
+  SourcePos endpointPos;
 };
 
 struct Registry {
@@ -91,6 +146,7 @@ struct Registry {
   std::vector<SourcePos> denyCommandPositions;
   std::vector<PatternEntry> patterns;
   std::vector<Rewrite> rewrites;
+  std::vector<EndpointProfile> endpoints;
 };
 
 // KEYS, FLUSHALL, FLUSHDB, DEBUG, CONFIG, SHUTDOWN, MONITOR, SWAPDB, SCRIPT FLUSH, FUNCTION

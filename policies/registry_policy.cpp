@@ -190,6 +190,19 @@ void Evaluation::run() {
     if (checkKey(i)) return;
   }
   out_.pattern = scratch_.patterns[0];
+  bool cacheOnly = true;
+  int endpoint = -1;
+  for (const int p : scratch_.patterns) {
+    if (p < 0) {
+      cacheOnly = false;  // audit mode let an unregistered key through
+      continue;
+    }
+    const auto& rules = registry_.rules(static_cast<std::size_t>(p));
+    cacheOnly = cacheOnly && !rules.entry->authority;
+    if (rules.endpoint >= 0) endpoint = registry_.endpoints().stricter(endpoint, rules.endpoint);
+  }
+  out_.cacheOnly = cacheOnly;
+  out_.endpoint = endpoint;
   if (checkValueSizes()) return;
   applyTtl();
 }
@@ -545,6 +558,8 @@ void Decision::clear() {
   reason = Reason::kCount;
   error.clear();
   pattern = -1;
+  endpoint = -1;
+  cacheOnly = false;
   rewritten = false;
   args.clear();
   appended.clear();
@@ -702,6 +717,14 @@ std::shared_ptr<const CompiledRegistry> CompiledRegistry::compile(
     h = fnv1a(h, rw.from + "->" + rw.to);
   for (const auto& d : deny)
     h = fnv1a(h, d);
+  out->endpoints_ = EndpointSet::build(registry);
+  for (std::size_t i = 0; i < registry.patterns.size(); ++i) {
+    const auto& name = registry.patterns[i].endpoint;
+    if (!name.empty()) out->rules_[i].endpoint = out->endpoints_.find(name);
+  }
+  for (const auto& e : out->endpoints_.all()) {
+    h = fnv1a(h, e.name + "/" + std::to_string(e.timeout.count()) + (e.open ? "o" : "c"));
+  }
   char hex[17];
   std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
   out->hash_ = hex;

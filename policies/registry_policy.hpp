@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "config/registry.hpp"
+#include "policies/endpoints.hpp"
 #include "policies/key_matcher.hpp"
 #include "policies/key_pattern.hpp"
 #include "proxy/commands/command_table.hpp"
@@ -46,6 +47,7 @@ struct PatternRules {
   config::MissingTtl missing = config::MissingTtl::kInject;
   config::TooLongTtl tooLong = config::TooLongTtl::kClamp;
   config::RegistryMode mode = config::RegistryMode::kEnforce;
+  int endpoint = -1;  // failureBehavior's profile (EndpointSet index), -1: none
 };
 
 enum class Reason : std::uint8_t {
@@ -76,6 +78,8 @@ class CompiledRegistry {
   bool denied(const commands::CommandInfo& info, const commands::CommandInfo& top) const;
   // A hash of the file's content, for /registry and the version metric.
   const std::string& hash() const { return hash_; }
+  // Endpoint profiles (never empty: the default is among them).
+  const EndpointSet& endpoints() const { return endpoints_; }
 
   struct RewriteRule {
     KeyPattern from;
@@ -97,6 +101,7 @@ class CompiledRegistry {
   std::vector<const commands::CommandInfo*> deniedSub_;
   std::vector<RewriteRule> rewrites_;
   KeyMatcher rewriteFrom_;
+  EndpointSet endpoints_;
   std::string hash_;
 };
 
@@ -121,6 +126,10 @@ struct Decision {
   Reason reason = Reason::kCount;
   std::string error;  // refuse: the error text, code first (no '-' or CRLF)
   int pattern = -1;   // the first key's pattern (-1: none / keyless)
+  // The strictest endpoint profile the request's key patterns name (-1: none), and whether
+  // every key is on a cache pattern (authority: false; only then may a write fail open).
+  int endpoint = -1;
+  bool cacheOnly = false;
 
   bool rewritten = false;         // send `args` instead of the client's argv
   std::vector<std::string> args;  // rewritten: the whole argv

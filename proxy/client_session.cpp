@@ -65,17 +65,67 @@ bool sameNode(const UpstreamConnection& conn, const ClusterNode& node) {
   return conn.settings().port == node.port && conn.settings().host == node.host;
 }
 
+// Redis is there but cannot serve the request now: an endpoint failure (docs/endpoints.md),
+// answered as the profile says. (BUSYKEY and BUSYGROUP are ordinary errors.)
+bool isUnavailableReply(std::string_view frame) {
+  if (frame.size() < 5 || frame[0] != '-') return false;
+  const std::string_view text = frame.substr(1);
+  return text.starts_with("LOADING") || text.starts_with("BUSY ") ||
+         text.starts_with("MASTERDOWN") || text.starts_with("CLUSTERDOWN") ||
+         text.starts_with("TRYAGAIN");
+}
+
+// How long a blocking command may wait in Redis by its own arguments; nullopt: forever (0) or
+// unknown (Redis will refuse it).
+std::optional<std::chrono::milliseconds> blockingWait(const commands::CommandInfo& info,
+                                                      std::span<const std::string_view> args) {
+  const std::string_view name = info.name;
+  auto seconds = [](std::string_view text) -> std::optional<std::chrono::milliseconds> {
+    double value = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc() || end != text.data() + text.size() || !(value > 0) || value > 1e9) {
+      return std::nullopt;
+    }
+    return std::chrono::milliseconds(static_cast<std::int64_t>(value * 1000.0) + 1);
+  };
+  auto millis = [](std::string_view text) -> std::optional<std::chrono::milliseconds> {
+    std::int64_t value = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc() || end != text.data() + text.size() || value <= 0) return std::nullopt;
+    return std::chrono::milliseconds(value);
+  };
+  if (name == "blpop" || name == "brpop" || name == "bzpopmin" || name == "bzpopmax" ||
+      name == "brpoplpush" || name == "blmove") {
+    return seconds(args.back());
+  }
+  if (name == "blmpop" || name == "bzmpop")
+    return args.size() > 1 ? seconds(args[1]) : std::nullopt;
+  if (name == "wait") return args.size() > 2 ? millis(args[2]) : std::nullopt;
+  if (name == "xread" || name == "xreadgroup") {
+    for (std::size_t i = 1; i + 1 < args.size(); ++i) {
+      if (equalsNoCase(args[i], "block")) return millis(args[i + 1]);
+    }
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 // One multi-part request in cluster mode (a multi-key command split by slot, or a keyless one
-// sent to every master): the parts' replies are merged into the client's one slot.
+// sent to every master): the parts' replies are merged into the client's one slot. A part that
+// fails (node down, breaker open, deadline) is answered as the endpoint profile says: under
+// `open`, MGET gets nils for that part's keys only.
 class ClientSession::Fanout final : public ReplySink, public std::enable_shared_from_this<Fanout> {
  public:
   struct Part {
     std::string request;  // kept for redirects (split parts only)
     std::uint16_t keySlot = 0;
     std::uint8_t redirects = 0;
-    bool byNode = false;  // sent to one named master: never redirected
+    bool byNode = false;   // sent to one named master: never redirected
+    bool fed = false;      // the merger has this part's answer (a reply or a failure's)
+    bool settled = false;  // Redis answered or the send failed: nothing more will come
+    std::uint32_t keys = 0;
+    Breaker* breaker = nullptr;
   };
 
   Fanout(std::shared_ptr<ClientSession> owner, std::uint64_t clientSeq, ReplyMerger merge)
@@ -86,14 +136,17 @@ class ClientSession::Fanout final : public ReplySink, public std::enable_shared_
   }
   void onFailure(std::uint64_t tag, std::string_view reason) override {
     if (session->closed_) return;
-    WorkerStats::add(session->worker_.stats().upstreamErrorsReplied);
-    session->onPartReply(shared_from_this(), tag, "-" + session->upstreamError(reason) + "\r\n");
+    session->onPartFailure(shared_from_this(), tag, Failure::kUnavailable, reason);
   }
 
   std::shared_ptr<ClientSession> session;
   std::uint64_t seq;
   ReplyMerger merger;
   std::vector<Part> parts;
+  std::size_t outstanding = 0;  // parts not settled
+  bool done = false;            // the client's slot is answered
+  EndpointRuntime* endpoint = nullptr;
+  policies::MissReply miss;
 };
 
 ClientSession::ClientSession(Worker& worker, asio::ip::tcp::socket socket, std::uint64_t id)
@@ -265,6 +318,7 @@ ClientSession::Step ClientSession::handleRequest(const resp::Request& request) {
     return refuse(message);
   }
   hidden_.clear();
+  decided_ = nullptr;
   if (const policies::CompiledRegistry* registry = worker_.registry()) {
     return applyRegistry(*registry, args, raw, *info, *top);
   }
@@ -286,6 +340,7 @@ ClientSession::Step ClientSession::applyRegistry(const policies::CompiledRegistr
     WorkerStats::add(stats.registryRefused[static_cast<std::size_t>(decision_.reason)]);
     return refuse(decision_.error);
   }
+  decided_ = &decision_;
   if (decision_.ttlInjected > 0) WorkerStats::add(stats.ttlInjected, decision_.ttlInjected);
   if (decision_.ttlClamped > 0) WorkerStats::add(stats.ttlClamped, decision_.ttlClamped);
   if (decision_.keysRewritten > 0) WorkerStats::add(stats.keysRewritten, decision_.keysRewritten);
@@ -351,6 +406,7 @@ ClientSession::Step ClientSession::dispatchCommand(Args args, std::string_view r
                                                    const commands::CommandInfo& info,
                                                    const commands::CommandInfo* top) {
   const Special special = specialOf(*top);
+  choosePolicy(args, info, *top);
   const bool subscribedResp2 = proto_ == resp::Protocol::kResp2 &&
                                (pubsubExpects_ > 0 || (channels_ + patterns_ + shardChannels_) > 0);
   // Inside MULTI Redis queues commands, and in RESP2 subscribed mode it refuses most of them:
@@ -525,14 +581,20 @@ ClientSession::Step ClientSession::forwardShared(std::string_view raw, std::uint
   if (cluster_) return sendToSlot(raw, keylessSlot_, tagBits, false);
   if (sharedRouteBlocked()) return Step::kWaitRoute;
   UpstreamConnection& conn = worker_.sharedUpstream(proto_, id_);
-  if (conn.failed()) {
-    WorkerStats::add(worker_.stats().upstreamErrorsReplied);
-    replyError(upstreamError(conn.lastError()));
-    return Step::kNext;
+  Breaker* breaker = breakerOf(conn);
+  if (conn.failed()) return failNow(breaker, Failure::kUnavailable, conn.lastError());
+  if (breaker != nullptr && !worker_.breakerAllows(*breaker)) {
+    return failNow(breaker, Failure::kBreakerOpen, {});
   }
-  const std::uint64_t seq = pushSlot();
+  const std::uint64_t seq = pushTracked(breaker);
+  if (policy_.retriable && tagBits == 0) {
+    // Kept for a retry (standalone keeps no other request bytes).
+    slots_.back().requestLen = static_cast<std::uint32_t>(raw.size());
+    sentLog_.append(raw);
+  }
   noteSharedSend();
   conn.send(raw, shared_from_this(), seq | tagBits);
+  armDeadline(seq, &conn);
   if (!hidden_.empty()) sendHidden(&conn);
   return Step::kNext;
 }
@@ -571,7 +633,12 @@ ClientSession::Step ClientSession::forwardDedicated(std::string_view raw, Expect
     expects_.push_back(std::move(swallow));
     conn->sendStream("*1\r\n$5\r\nMULTI\r\n");
   }
-  expect.seq = pushSlot();
+  const bool timed = expect.kind == ExpectKind::kOne || expect.kind == ExpectKind::kReplace;
+  expect.seq = pushTracked(nullptr);
+  // Transactions, blocking commands: a reply's shape is the connection's state (QUEUED, ...),
+  // so they never fail open; past their budget they get TIMEOUT.
+  slots_.back().miss = {};
+  const std::uint64_t seq = expect.seq;
   if (expect.kind == ExpectKind::kFrames || expect.kind == ExpectKind::kUnsubscribeAll) {
     ++pubsubExpects_;
   }
@@ -579,6 +646,7 @@ ClientSession::Step ClientSession::forwardDedicated(std::string_view raw, Expect
   routeKind_ = RouteKind::kDedicated;
   ++routeInflight_;
   conn->sendStream(raw);
+  if (timed) armDeadline(seq, conn);
   if (!hidden_.empty()) {
     if (inMulti_) {
       // Inside MULTI an extra command would add an element to EXEC's reply: they follow EXEC.
@@ -649,6 +717,285 @@ ClientSession::Step ClientSession::refuse(std::string_view error) {
   }
   replyError(error);
   return Step::kNext;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Endpoint profiles: budgets, fail-open / fail-closed, breakers, retries (docs/endpoints.md)
+
+void ClientSession::choosePolicy(Args args, const commands::CommandInfo& info,
+                                 const commands::CommandInfo& top) {
+  const auto& set = worker_.endpointSet();
+  if (endpointGen_ != worker_.endpointGeneration() || nameFor_ != name_) {
+    endpointGen_ = worker_.endpointGeneration();
+    nameFor_ = name_;
+    nameEndpoint_ = set.forClient(name_);
+  }
+  int index = nameEndpoint_;
+  if (index < 0 && decided_ != nullptr && decided_->endpoint >= 0) index = decided_->endpoint;
+  if (index < 0) index = set.defaultIndex();
+  policy_.index = static_cast<std::uint16_t>(index);
+  policy_.runtime = &worker_.endpoint(static_cast<std::size_t>(index));
+  const policies::Endpoint& profile = policy_.runtime->profile;
+  policy_.miss = profile.open
+                     ? policies::missReplyOf(info, args, decided_ != nullptr && decided_->cacheOnly)
+                     : policies::MissReply{};
+  policy_.budget = profile.timeout;
+  policy_.retriable = false;
+  const Special special = specialOf(top);
+  if (special == Special::kBlocking) {
+    // Redis may hold it for the command's own timeout; the budget starts after that.
+    const auto wait = blockingWait(info, args);
+    policy_.budget = wait ? *wait + profile.timeout : std::chrono::milliseconds(0);
+    return;
+  }
+  if (special != Special::kNone && special != Special::kMulti && special != Special::kExec &&
+      special != Special::kDiscard && special != Special::kWatch && special != Special::kUnwatch &&
+      special != Special::kInfo) {
+    policy_.budget = std::chrono::milliseconds(0);  // connection state: never cut short
+    return;
+  }
+  policy_.retriable = profile.retries.attempts > 0 && info.has(commands::kRead) &&
+                      !info.has(commands::kWrite) && !info.has(commands::kBlocking);
+}
+
+Breaker* ClientSession::breakerOf(const UpstreamConnection& conn) const {
+  return conn.health() != nullptr ? conn.health()->breaker(policy_.index) : nullptr;
+}
+
+std::uint64_t ClientSession::pushTracked(Breaker* breaker) {
+  const std::uint64_t seq = pushSlot();
+  Slot& s = slots_.back();
+  s.endpoint = policy_.runtime;
+  s.endpointIndex = policy_.index;
+  s.breaker = breaker;
+  s.miss = policy_.miss;
+  if (policy_.runtime != nullptr) {
+    WorkerStats::add(worker_.stats().endpoints[policy_.runtime->metricId].requests);
+    if (policy_.retriable) {
+      s.retriesLeft = static_cast<std::uint8_t>(
+          std::min<std::uint32_t>(policy_.runtime->profile.retries.attempts, 255));
+    }
+  }
+  return seq;
+}
+
+void ClientSession::armDeadline(std::uint64_t seq, UpstreamConnection* conn) {
+  if (policy_.budget.count() <= 0) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (Slot* s = findSlot(seq)) s->deadline = now + policy_.budget;
+  worker_.deadlines().add(
+      now, policy_.budget, shared_from_this(), seq,
+      conn != nullptr ? conn->shared_from_this() : std::shared_ptr<UpstreamConnection>());
+}
+
+ClientSession::Step ClientSession::failNow(Breaker* breaker, Failure kind,
+                                           std::string_view reason) {
+  const std::uint64_t seq = pushTracked(breaker);
+  if (kind != Failure::kBreakerOpen && breaker != nullptr) worker_.breakerFailure(*breaker);
+  answerFailure(seq, kind, reason);
+  return Step::kNext;
+}
+
+std::string ClientSession::failureReply(const EndpointRuntime* endpoint, policies::MissReply miss,
+                                        Failure kind, std::string_view reason,
+                                        const Breaker* breaker) {
+  auto& stats = worker_.stats();
+  if (endpoint == nullptr) {
+    WorkerStats::add(stats.upstreamErrorsReplied);
+    if (kind == Failure::kRedisError) return std::string(reason);
+    return "-" + upstreamError(reason) + "\r\n";
+  }
+  auto& counters = stats.endpoints[endpoint->metricId];
+  if (kind == Failure::kTimeout) {
+    WorkerStats::add(counters.timeouts);
+  } else if (kind != Failure::kBreakerOpen) {
+    WorkerStats::add(counters.failures);
+  }
+  const policies::Endpoint& profile = endpoint->profile;
+  std::string out;
+  if (profile.open && miss.shape != policies::MissShape::kNone) {
+    WorkerStats::add(counters.failOpen);
+    policies::appendMissReply(out, miss, proto_);
+    return out;
+  }
+  WorkerStats::add(counters.failClosed);
+  switch (kind) {
+    case Failure::kRedisError:
+      return std::string(reason);  // what Redis said (LOADING, BUSY, ...)
+    case Failure::kTimeout:
+      out = "-TIMEOUT keygate: endpoint '" + profile.name + "': no reply from Redis within " +
+            std::to_string(profile.timeout.count()) + "ms\r\n";
+      return out;
+    case Failure::kBreakerOpen:
+      out = "-UNAVAILABLE keygate: endpoint '" + profile.name +
+            "': circuit breaker open for Redis at " + (breaker ? breaker->node : std::string("?")) +
+            " after " + (breaker ? breaker->state.reason() : "failures") +
+            "; requests go to Redis again within " +
+            std::to_string(profile.breaker.openFor.count()) + "ms\r\n";
+      return out;
+    case Failure::kUnavailable:
+      break;
+  }
+  WorkerStats::add(stats.upstreamErrorsReplied);
+  return "-" + upstreamError(reason) + "; endpoint '" + profile.name + "' fails closed\r\n";
+}
+
+bool ClientSession::answerFailure(std::uint64_t seq, Failure kind, std::string_view reason) {
+  Slot* s = findSlot(seq);
+  if (s == nullptr || s->ready) return false;
+  const std::string bytes = failureReply(s->endpoint, s->miss, kind, reason, s->breaker);
+  completeSlot(seq, bytes);
+  markDirty();
+  return true;
+}
+
+void ClientSession::requestFailed(std::uint64_t seq, Failure kind, std::string_view reason) {
+  Slot* s = findSlot(seq);
+  if (s == nullptr || s->ready) {
+    WorkerStats::add(worker_.stats().lateReplies);
+    noteRouteDone();
+    return;
+  }
+  if (s->breaker != nullptr) worker_.breakerFailure(*s->breaker);
+  if (s->retriesLeft > 0 && s->requestLen > 0 && scheduleRetry(seq, *s)) return;
+  answerFailure(seq, kind, reason);
+  noteRouteDone();
+}
+
+bool ClientSession::scheduleRetry(std::uint64_t seq, Slot& slot) {
+  if (slot.endpoint == nullptr) return false;
+  const auto& retries = slot.endpoint->profile.retries;
+  auto wait = retries.backoff;
+  if (retries.jitter.count() > 0) {
+    wait += std::chrono::milliseconds(
+        worker_.random().upTo(static_cast<std::uint64_t>(retries.jitter.count())));
+  }
+  const auto now = std::chrono::steady_clock::now();
+  if (slot.deadline != std::chrono::steady_clock::time_point{} && now + wait >= slot.deadline) {
+    return false;  // no room left in the budget
+  }
+  --slot.retriesLeft;
+  WorkerStats::add(worker_.stats().endpoints[slot.endpoint->metricId].retries);
+  auto timer = std::make_shared<asio::steady_timer>(worker_.io());
+  timer->expires_after(wait);
+  timer->async_wait([self = shared_from_this(), timer, seq](const boost::system::error_code& ec) {
+    if (ec || self->closed_) return;
+    self->retry(seq, 0);
+  });
+  return true;
+}
+
+void ClientSession::retry(std::uint64_t seq, std::uint64_t tagBits) {
+  Slot* s = findSlot(seq);
+  if (s == nullptr || s->ready) {
+    noteRouteDone();  // answered meanwhile (deadline): the route count was kept for the retry
+    maybeResume();
+    return;
+  }
+  UpstreamConnection* conn = cluster_ ? worker_.masterUpstream(s->keySlot, proto_, id_)
+                                      : &worker_.sharedUpstream(proto_, id_);
+  if (conn == nullptr || conn->failed()) {
+    requestFailed(seq, Failure::kUnavailable,
+                  conn != nullptr ? std::string_view(conn->lastError())
+                                  : std::string_view("no cluster node serves the slot"));
+    flushOutput();
+    return;
+  }
+  Breaker* breaker =
+      conn->health() != nullptr ? conn->health()->breaker(s->endpointIndex) : nullptr;
+  if (breaker != nullptr && !worker_.breakerAllows(*breaker)) {
+    s->breaker = breaker;
+    answerFailure(seq, Failure::kBreakerOpen, {});
+    noteRouteDone();
+    flushOutput();
+    return;
+  }
+  s->breaker = breaker;
+  conn->send(requestOf(*s), shared_from_this(), seq | tagBits);
+}
+
+bool ClientSession::onDeadline(std::uint64_t tag) {
+  if (closed_) return false;
+  Slot* s = findSlot(tag);
+  if (s == nullptr || s->ready) return false;
+  if (s->fanout) {
+    expireFanout(std::shared_ptr<Fanout>(s->fanout));
+    flushOutput();
+    maybeResume();
+    return false;  // the parts' connections are not blamed (one of several)
+  }
+  if (s->breaker != nullptr) worker_.breakerFailure(*s->breaker);
+  answerFailure(tag, Failure::kTimeout, {});
+  flushOutput();
+  maybeResume();
+  return true;
+}
+
+// Fan-out parts
+
+bool ClientSession::sendPart(const std::shared_ptr<Fanout>& fan, std::size_t index,
+                             UpstreamConnection& conn, std::string_view request) {
+  auto& part = fan->parts[index];
+  part.breaker = breakerOf(conn);
+  if (part.breaker != nullptr && !worker_.breakerAllows(*part.breaker)) {
+    part.settled = true;
+    --fan->outstanding;
+    feedPart(fan, index,
+             failureReply(fan->endpoint, fan->miss, Failure::kBreakerOpen, {}, part.breaker));
+    return false;
+  }
+  conn.send(request, fan, index);
+  return true;
+}
+
+void ClientSession::feedPart(const std::shared_ptr<Fanout>& fan, std::size_t index,
+                             std::string_view bytes) {
+  auto& part = fan->parts[index];
+  if (part.fed || fan->done) return;
+  part.fed = true;
+  if (!fan->merger.add(index, bytes)) return;
+  fan->done = true;
+  completeSlot(fan->seq, fan->merger.result());
+  markDirty();
+}
+
+std::chrono::steady_clock::time_point ClientSession::fanDeadline(const Fanout& fan) {
+  const Slot* slot = findSlot(fan.seq);
+  return slot != nullptr ? slot->deadline : std::chrono::steady_clock::time_point{};
+}
+
+void ClientSession::settlePart(const std::shared_ptr<Fanout>& fan) {
+  if (fan->outstanding > 0 && --fan->outstanding == 0) {
+    noteRouteDone();
+    maybeResume();
+  }
+}
+
+void ClientSession::onPartFailure(const std::shared_ptr<Fanout>& fan, std::uint64_t index,
+                                  Failure kind, std::string_view reason) {
+  if (closed_ || index >= fan->parts.size()) return;
+  auto& part = fan->parts[index];
+  if (part.settled) return;
+  part.settled = true;
+  if (part.breaker != nullptr) worker_.breakerFailure(*part.breaker);
+  if (!part.fed && !fan->done) {
+    policies::MissReply miss = fan->miss;
+    if (miss.shape == policies::MissShape::kNils) miss.count = part.keys;
+    feedPart(fan, index, failureReply(fan->endpoint, miss, kind, reason, part.breaker));
+  }
+  settlePart(fan);
+}
+
+void ClientSession::expireFanout(const std::shared_ptr<Fanout>& fan) {
+  if (fan->done) return;
+  for (std::size_t i = 0; i < fan->parts.size() && !fan->done; ++i) {
+    auto& part = fan->parts[i];
+    if (part.fed) continue;
+    if (part.breaker != nullptr) worker_.breakerFailure(*part.breaker);
+    policies::MissReply miss = fan->miss;
+    if (miss.shape == policies::MissShape::kNils) miss.count = part.keys;
+    feedPart(fan, i, failureReply(fan->endpoint, miss, Failure::kTimeout, {}, part.breaker));
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -769,23 +1116,26 @@ ClientSession::Step ClientSession::sendToSlot(std::string_view raw, std::uint16_
   UpstreamConnection* conn = replica ? worker_.replicaUpstream(slot, proto_, id_) : nullptr;
   if (conn == nullptr) conn = worker_.masterUpstream(slot, proto_, id_);
   if (conn == nullptr) {
-    replyError(clusterDownError());
-    return Step::kNext;
+    return failNow(nullptr, Failure::kRedisError, "-" + clusterDownError() + "\r\n");
   }
+  Breaker* breaker = breakerOf(*conn);
   if (conn->failed()) {
     // The node is down (its connection waits out a backoff): maybe a failover is under way.
     worker_.requestTopologyRefresh();
-    WorkerStats::add(worker_.stats().upstreamErrorsReplied);
-    replyError(upstreamError(conn->lastError()));
-    return Step::kNext;
+    return failNow(breaker, Failure::kUnavailable, conn->lastError());
   }
-  const std::uint64_t seq = pushSlot();
+  if (breaker != nullptr && !worker_.breakerAllows(*breaker)) {
+    return failNow(breaker, Failure::kBreakerOpen, {});
+  }
+  const std::uint64_t seq = pushTracked(breaker);
   Slot& s = slots_.back();
   s.keySlot = slot;
   s.requestLen = static_cast<std::uint32_t>(raw.size());
+  if (tagBits != 0) s.retriesLeft = 0;
   sentLog_.append(raw);
   noteSharedSend();
   conn->send(raw, shared_from_this(), seq | tagBits);
+  armDeadline(seq, conn);
   if (!hidden_.empty()) sendHidden(conn);
   return Step::kNext;
 }
@@ -793,22 +1143,32 @@ ClientSession::Step ClientSession::sendToSlot(std::string_view raw, std::uint16_
 ClientSession::Step ClientSession::forwardSplit(Args args, MergeKind merge) {
   if (sharedRouteBlocked()) return Step::kWaitRoute;
   if (worker_.slotMap() == nullptr) {
-    replyError(clusterDownError());
-    return Step::kNext;
+    return failNow(nullptr, Failure::kRedisError, "-" + clusterDownError() + "\r\n");
   }
   WorkerStats::add(worker_.stats().clusterSplits);
   SplitPlan plan = splitBySlot(merge, args, &keyHashSlot);
-  const std::uint64_t seq = pushSlot();
+  const std::uint64_t seq = pushTracked(nullptr);
   auto fan = std::make_shared<Fanout>(shared_from_this(), seq, ReplyMerger(plan));
+  fan->endpoint = policy_.runtime;
+  fan->miss = policy_.miss;
   fan->parts.resize(plan.parts.size());
+  fan->outstanding = plan.parts.size();
   for (std::size_t i = 0; i < plan.parts.size(); ++i) {
     fan->parts[i].request = std::move(plan.parts[i].request);
     fan->parts[i].keySlot = plan.parts[i].slot;
+    fan->parts[i].keys = static_cast<std::uint32_t>(plan.parts[i].keyOrder.size());
   }
+  slots_.back().fanout = fan;
   noteSharedSend();
-  const std::shared_ptr<ReplySink> sink = fan;
-  for (std::size_t i = 0; i < fan->parts.size(); ++i)
-    resend(fan->parts[i].request, fan->parts[i].keySlot, sink, i);
+  for (std::size_t i = 0; i < fan->parts.size(); ++i) {
+    UpstreamConnection* conn = worker_.masterUpstream(fan->parts[i].keySlot, proto_, id_);
+    if (conn == nullptr) {
+      onPartFailure(fan, i, Failure::kRedisError, "-" + clusterDownError() + "\r\n");
+    } else {
+      sendPart(fan, i, *conn, fan->parts[i].request);
+    }
+  }
+  armDeadline(seq, nullptr);
   if (!hidden_.empty()) sendHidden(nullptr);  // each by its key's slot, behind its part
   return Step::kNext;
 }
@@ -817,8 +1177,7 @@ ClientSession::Step ClientSession::forwardAllMasters(std::string_view raw, Merge
   if (sharedRouteBlocked()) return Step::kWaitRoute;
   const SlotMap* map = worker_.slotMap();
   if (map == nullptr) {
-    replyError(clusterDownError());
-    return Step::kNext;
+    return failNow(nullptr, Failure::kRedisError, "-" + clusterDownError() + "\r\n");
   }
   WorkerStats::add(worker_.stats().clusterFanouts);
   auto masters = map->masters();  // a copy: sending may not change it, but be sure
@@ -827,15 +1186,19 @@ ClientSession::Step ClientSession::forwardAllMasters(std::string_view raw, Merge
     thread_local std::minstd_rand random(std::random_device{}());
     std::rotate(masters.begin(), masters.begin() + random() % masters.size(), masters.end());
   }
-  const std::uint64_t seq = pushSlot();
+  const std::uint64_t seq = pushTracked(nullptr);
   auto fan = std::make_shared<Fanout>(shared_from_this(), seq, ReplyMerger(merge, masters.size()));
+  fan->endpoint = policy_.runtime;
+  fan->miss = policy_.miss;
   fan->parts.resize(masters.size());
+  fan->outstanding = masters.size();
   for (auto& part : fan->parts)
     part.byNode = true;
+  slots_.back().fanout = fan;
   noteSharedSend();
-  const std::shared_ptr<ReplySink> sink = fan;
   for (std::size_t i = 0; i < masters.size(); ++i)
-    worker_.nodeUpstream(masters[i], proto_, id_).send(raw, sink, i);
+    sendPart(fan, i, worker_.nodeUpstream(masters[i], proto_, id_), raw);
+  armDeadline(seq, nullptr);
   return Step::kNext;
 }
 
@@ -843,8 +1206,7 @@ ClientSession::Step ClientSession::forwardScan(Args args) {
   if (sharedRouteBlocked()) return Step::kWaitRoute;
   const SlotMap* map = worker_.slotMap();
   if (map == nullptr) {
-    replyError(clusterDownError());
-    return Step::kNext;
+    return failNow(nullptr, Failure::kRedisError, "-" + clusterDownError() + "\r\n");
   }
   std::uint64_t cursor = 0;
   const auto text = args[1];
@@ -868,15 +1230,17 @@ ClientSession::Step ClientSession::forwardScan(Args args) {
   resp::appendCommand(request, nodeArgs);
   const ClusterNode node = map->masters()[order[position]];
   UpstreamConnection& conn = worker_.nodeUpstream(node, proto_, id_);
-  if (conn.failed()) {
-    WorkerStats::add(worker_.stats().upstreamErrorsReplied);
-    replyError(upstreamError(conn.lastError()));
-    return Step::kNext;
+  Breaker* breaker = breakerOf(conn);
+  if (conn.failed()) return failNow(breaker, Failure::kUnavailable, conn.lastError());
+  if (breaker != nullptr && !worker_.breakerAllows(*breaker)) {
+    return failNow(breaker, Failure::kBreakerOpen, {});
   }
-  const std::uint64_t seq = pushSlot();
+  const std::uint64_t seq = pushTracked(breaker);
   slots_.back().scanNode = static_cast<std::uint8_t>(position);
+  slots_.back().retriesLeft = 0;
   noteSharedSend();
   conn.send(request, shared_from_this(), seq | kScanTagBit);
+  armDeadline(seq, &conn);
   return Step::kNext;
 }
 
@@ -907,7 +1271,8 @@ std::string ClientSession::rewriteScanReply(std::uint8_t position, std::string_v
 
 bool ClientSession::followRedirect(std::string_view frame, std::string_view request,
                                    std::uint16_t keySlot, std::uint8_t& redirects,
-                                   const std::shared_ptr<ReplySink>& sink, std::uint64_t tag) {
+                                   const std::shared_ptr<ReplySink>& sink, std::uint64_t tag,
+                                   std::chrono::steady_clock::time_point deadline) {
   if (redirects >= kMaxRedirects) {
     WorkerStats::add(worker_.stats().clusterRedirectsExhausted);
     return false;
@@ -933,10 +1298,17 @@ bool ClientSession::followRedirect(std::string_view frame, std::string_view requ
   }
   // TRYAGAIN (a multi-key request during a migration) or CLUSTERDOWN (a failover in progress):
   // the same request again after a short, growing pause.
+  const auto wait = std::min(std::chrono::milliseconds(25) * (1 << (redirects - 1)),
+                             std::chrono::milliseconds(500));
+  if (deadline != std::chrono::steady_clock::time_point{} &&
+      std::chrono::steady_clock::now() + wait >= deadline) {
+    // Retrying would outlast the endpoint's budget: the client hears what Redis said now.
+    WorkerStats::add(worker_.stats().clusterRedirectsExhausted);
+    return false;
+  }
   WorkerStats::add(worker_.stats().clusterRetries);
   auto timer = std::make_shared<asio::steady_timer>(worker_.io());
-  timer->expires_after(std::min(std::chrono::milliseconds(25) * (1 << (redirects - 1)),
-                                std::chrono::milliseconds(500)));
+  timer->expires_after(wait);
   timer->async_wait([self = shared_from_this(), timer, request = std::string(request), keySlot,
                      sink, tag](const boost::system::error_code& ec) {
     if (ec || self->closed_) return;
@@ -959,15 +1331,26 @@ void ClientSession::onPartReply(const std::shared_ptr<Fanout>& fan, std::uint64_
                                 std::string_view frame) {
   if (closed_ || index >= fan->parts.size()) return;
   auto& part = fan->parts[index];
-  if (!part.byNode && isClusterRedirect(frame) &&
-      followRedirect(frame, part.request, part.keySlot, part.redirects, fan, index)) {
+  if (part.settled) return;
+  if (!fan->done && !part.byNode && isClusterRedirect(frame) &&
+      followRedirect(frame, part.request, part.keySlot, part.redirects, fan, index,
+                     fanDeadline(*fan))) {
     return;
   }
-  if (!fan->merger.add(index, frame)) return;
-  completeSlot(fan->seq, fan->merger.result());
-  noteRouteDone();
-  markDirty();
-  maybeResume();
+  if (part.fed || fan->done) {
+    part.settled = true;
+    WorkerStats::add(worker_.stats().lateReplies);
+    settlePart(fan);
+    return;
+  }
+  if (isUnavailableReply(frame)) {
+    onPartFailure(fan, index, Failure::kRedisError, frame);
+    return;
+  }
+  part.settled = true;
+  if (part.breaker != nullptr) worker_.breakerSuccess(*part.breaker);
+  feedPart(fan, index, frame);
+  settlePart(fan);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -979,20 +1362,30 @@ void ClientSession::onReply(std::uint64_t tag, std::string_view frame) {
     onDedicatedFrame(frame);
   } else {
     const std::uint64_t seq = tag & ~kTagBits;
-    if (cluster_ && isClusterRedirect(frame)) {
-      Slot* slot = findSlot(seq);
-      if (slot != nullptr && slot->requestLen > 0 &&
-          followRedirect(frame, requestOf(*slot), slot->keySlot, slot->redirects,
-                         shared_from_this(), tag)) {
-        return;  // the answer comes from the node the request was sent on to
-      }
+    Slot* slot = findSlot(seq);
+    if (slot == nullptr || slot->ready) {
+      // keygate answered it at its deadline; Redis' reply is dropped, in order.
+      WorkerStats::add(worker_.stats().lateReplies);
+      noteRouteDone();
+      maybeResume();
+      return;
     }
+    if (cluster_ && isClusterRedirect(frame) && slot->requestLen > 0 &&
+        followRedirect(frame, requestOf(*slot), slot->keySlot, slot->redirects, shared_from_this(),
+                       tag, slot->deadline)) {
+      return;  // the answer comes from the node the request was sent on to
+    }
+    if (isUnavailableReply(frame)) {
+      requestFailed(seq, Failure::kRedisError, frame);
+      markDirty();
+      maybeResume();
+      return;
+    }
+    if (slot->breaker != nullptr) worker_.breakerSuccess(*slot->breaker);
     if ((tag & kInfoTagBit) != 0) {
       completeSlot(seq, rewriteInfoReply(frame));
     } else if ((tag & kScanTagBit) != 0) {
-      Slot* slot = findSlot(seq);
-      completeSlot(seq,
-                   slot != nullptr ? rewriteScanReply(slot->scanNode, frame) : std::string(frame));
+      completeSlot(seq, rewriteScanReply(slot->scanNode, frame));
     } else {
       completeSlot(seq, frame);
     }
@@ -1036,12 +1429,11 @@ void ClientSession::trimSentLog() {
 
 void ClientSession::onFailure(std::uint64_t tag, std::string_view reason) {
   if (closed_) return;
-  WorkerStats::add(worker_.stats().upstreamErrorsReplied);
-  const std::string error = "-" + upstreamError(reason) + "\r\n";
   if (tag != kStreamTag) {
-    completeSlot(tag & ~kTagBits, error);
-    noteRouteDone();
+    requestFailed(tag & ~kTagBits, Failure::kUnavailable, reason);
   } else {
+    WorkerStats::add(worker_.stats().upstreamErrorsReplied);
+    const std::string error = "-" + upstreamError(reason) + "\r\n";
     // The dedicated connection is gone, and with it any transaction, watch or subscription.
     const bool hadState = dedicatedActive() || resetPending_;
     auto pending = std::move(expects_);
@@ -1231,6 +1623,7 @@ void ClientSession::completeSlot(std::uint64_t seq, std::string_view bytes) {
   if (index >= slots_.size()) return;
   if (index != 0) {
     Slot& slot = slots_[index];
+    if (slot.ready) return;  // answered at its deadline; a late reply is dropped
     slot.data.assign(bytes);
     slot.ready = true;
     storedBytes_ += slot.data.size();

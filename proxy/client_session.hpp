@@ -26,10 +26,13 @@
 #include <string>
 #include <string_view>
 
+#include "policies/fail_open.hpp"
 #include "policies/registry_policy.hpp"
 #include "proxy/byte_buffer.hpp"
 #include "proxy/cluster_routing.hpp"
 #include "proxy/commands/command_table.hpp"
+#include "proxy/deadline_queue.hpp"
+#include "proxy/node_health.hpp"
 #include "proxy/resp/reply_writer.hpp"
 #include "proxy/resp/request_parser.hpp"
 #include "proxy/slot_map.hpp"
@@ -38,8 +41,11 @@
 namespace keygate::proxy {
 
 class Worker;
+struct EndpointRuntime;
 
-class ClientSession final : public ReplySink, public std::enable_shared_from_this<ClientSession> {
+class ClientSession final : public ReplySink,
+                            public DeadlineTarget,
+                            public std::enable_shared_from_this<ClientSession> {
  public:
   ClientSession(Worker& worker, asio::ip::tcp::socket socket, std::uint64_t id);
   ~ClientSession() override;
@@ -54,6 +60,7 @@ class ClientSession final : public ReplySink, public std::enable_shared_from_thi
 
   void onReply(std::uint64_t tag, std::string_view frame) override;
   void onFailure(std::uint64_t tag, std::string_view reason) override;
+  bool onDeadline(std::uint64_t tag) override;
 
   std::uint64_t id() const { return id_; }
 
@@ -90,6 +97,14 @@ class ClientSession final : public ReplySink, public std::enable_shared_from_thi
     kSwallow,         // cluster: the reply to a MULTI keygate sent late; no client slot
   };
 
+  // Why a request gets no answer from Redis (docs/endpoints.md).
+  enum class Failure : std::uint8_t {
+    kTimeout,      // no reply within the endpoint's budget
+    kUnavailable,  // connection refused, reset or failed; no node for the slot
+    kBreakerOpen,  // the circuit breaker towards the node is open: not sent at all
+    kRedisError,   // Redis answered LOADING, BUSY, MASTERDOWN, CLUSTERDOWN or TRYAGAIN
+  };
+
   struct Slot {
     bool ready = false;
     std::uint8_t redirects = 0;    // cluster: redirects and retries followed so far
@@ -98,6 +113,14 @@ class ClientSession final : public ReplySink, public std::enable_shared_from_thi
     std::uint32_t requestLen = 0;  // cluster: the request's bytes in sentLog_, kept until
     std::uint64_t requestAt = 0;   //          answered (for redirects); 0 length: none kept
     std::string data;              // the reply, once ready
+    // Endpoint profile (null: not sent to Redis under one, e.g. answered locally).
+    EndpointRuntime* endpoint = nullptr;
+    Breaker* breaker = nullptr;       // told the outcome
+    policies::MissReply miss;         // what a failure answers under `onFailure: open`
+    std::uint16_t endpointIndex = 0;  // in the endpoint set in force when it was sent
+    std::uint8_t retriesLeft = 0;     // idempotent reads: resends left after a failure
+    std::chrono::steady_clock::time_point deadline{};  // retries must fit before it
+    std::shared_ptr<Fanout> fanout;  // cluster: the parts of a split or fanned-out request
   };
 
   // Which kind of upstream connection the client's in-flight requests are on.
@@ -113,6 +136,42 @@ class ClientSession final : public ReplySink, public std::enable_shared_from_thi
     std::string accumulated;
     std::string replacement;
   };
+
+  // The endpoint profile of the request being dispatched (choosePolicy).
+  struct RequestPolicy {
+    std::uint16_t index = 0;
+    EndpointRuntime* runtime = nullptr;
+    policies::MissReply miss;
+    std::chrono::milliseconds budget{0};  // 0: no deadline (subscriptions, BLPOP ... 0)
+    bool retriable = false;               // an idempotent read under a profile with retries
+  };
+
+  // endpoint profiles (docs/endpoints.md)
+  void choosePolicy(Args args, const commands::CommandInfo& info, const commands::CommandInfo& top);
+  // A slot for a request sent to Redis under the current policy; `breaker` hears the outcome.
+  std::uint64_t pushTracked(Breaker* breaker);
+  void armDeadline(std::uint64_t seq, UpstreamConnection* conn);
+  Breaker* breakerOf(const UpstreamConnection& conn) const;
+  // Answers a request that cannot go to Redis now (breaker open, connection down) as its
+  // profile says, without sending it.
+  Step failNow(Breaker* breaker, Failure kind, std::string_view reason);
+  // A request's failure: tells the breaker, retries an idempotent read while the budget
+  // allows, else answers as the profile says. False: the slot was already answered.
+  void requestFailed(std::uint64_t seq, Failure kind, std::string_view reason);
+  bool scheduleRetry(std::uint64_t seq, Slot& slot);
+  void retry(std::uint64_t seq, std::uint64_t tagBits);
+  bool answerFailure(std::uint64_t seq, Failure kind, std::string_view reason);
+  std::string failureReply(const EndpointRuntime* endpoint, policies::MissReply miss, Failure kind,
+                           std::string_view reason, const Breaker* breaker);
+  void onPartFailure(const std::shared_ptr<Fanout>& fan, std::uint64_t index, Failure kind,
+                     std::string_view reason);
+  void feedPart(const std::shared_ptr<Fanout>& fan, std::size_t index, std::string_view bytes);
+  void settlePart(const std::shared_ptr<Fanout>& fan);
+  std::chrono::steady_clock::time_point fanDeadline(const Fanout& fan);
+  void expireFanout(const std::shared_ptr<Fanout>& fan);
+  // A split or fanned-out part to `conn`; false when it was answered at once (breaker open).
+  bool sendPart(const std::shared_ptr<Fanout>& fan, std::size_t index, UpstreamConnection& conn,
+                std::string_view request);
 
   // reading and parsing
   void startRead();
@@ -177,7 +236,7 @@ class ClientSession final : public ReplySink, public std::enable_shared_from_thi
   const ClusterNode* masterOf(std::uint16_t slot) const;
   bool followRedirect(std::string_view frame, std::string_view request, std::uint16_t keySlot,
                       std::uint8_t& redirects, const std::shared_ptr<ReplySink>& sink,
-                      std::uint64_t tag);
+                      std::uint64_t tag, std::chrono::steady_clock::time_point deadline);
   void resend(std::string_view request, std::uint16_t keySlot,
               const std::shared_ptr<ReplySink>& sink, std::uint64_t tag);
   void onPartReply(const std::shared_ptr<Fanout>& fan, std::uint64_t index, std::string_view frame);
@@ -223,6 +282,12 @@ class ClientSession final : public ReplySink, public std::enable_shared_from_thi
   std::string rewrittenRaw_;
   std::vector<HiddenCommand> hidden_;
   std::vector<HiddenCommand> txHidden_;
+  const policies::Decision* decided_ = nullptr;  // this request's registry decision, if any
+  RequestPolicy policy_;
+  // The profile the client's name selects, for the endpoint set of generation endpointGen_.
+  int nameEndpoint_ = -1;
+  std::string nameFor_;
+  std::uint64_t endpointGen_ = ~std::uint64_t{0};
 
   std::deque<Slot> slots_;
   // Cluster: the bytes of requests still unanswered, in send order (one buffer, not one

@@ -88,6 +88,7 @@ int main(int argc, char** argv) {
   context.upstream.username = cfg.upstream.username;
   context.upstream.password = cfg.upstream.password;
   context.upstream.connectTimeout = cfg.upstream.connectTimeout;
+  context.upstream.timeoutsBeforeReconnect = cfg.upstream.timeoutsBeforeReconnect;
   context.limits.maxBulkBytes = cfg.limits.maxBulkBytes;
   context.limits.maxArrayElements = cfg.limits.maxArrayElements;
   context.limits.maxNestingDepth = cfg.limits.maxNestingDepth;

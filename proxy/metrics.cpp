@@ -185,6 +185,78 @@ std::vector<prometheus::MetricFamily> ProxyCollector::Collect() const {
         family("keygate_registry_patterns", "Patterns in the registry in force", MetricType::Gauge,
                static_cast<double>(context_.registryPatterns.load(std::memory_order_relaxed))));
   }
+  // Endpoint profiles (docs/endpoints.md): one series per profile name seen since start.
+  {
+    struct EndpointFamily {
+      const char* name;
+      const char* help;
+      Counter WorkerStats::EndpointCounters::*field;
+    };
+    static constexpr EndpointFamily kEndpointFamilies[] = {
+        {"keygate_endpoint_requests_total",
+         "Requests sent to Redis (or answered) under the profile",
+         &WorkerStats::EndpointCounters::requests},
+        {"keygate_endpoint_timeouts_total",
+         "Requests keygate answered because Redis did not reply within the profile's budget",
+         &WorkerStats::EndpointCounters::timeouts},
+        {"keygate_endpoint_failures_total",
+         "Requests that found Redis unavailable (refused, reset, LOADING, BUSY, CLUSTERDOWN, ...)",
+         &WorkerStats::EndpointCounters::failures},
+        {"keygate_endpoint_fail_open_total",
+         "Failed requests answered in the shape of a miss (onFailure: open)",
+         &WorkerStats::EndpointCounters::failOpen},
+        {"keygate_endpoint_fail_closed_total", "Failed requests answered with an error",
+         &WorkerStats::EndpointCounters::failClosed},
+        {"keygate_endpoint_breaker_rejected_total",
+         "Requests answered at once, without touching the network, because a breaker was open",
+         &WorkerStats::EndpointCounters::breakerRejected},
+        {"keygate_endpoint_retries_total", "Idempotent reads sent again after a failure",
+         &WorkerStats::EndpointCounters::retries},
+        {"keygate_endpoint_breaker_opens_total",
+         "Times a breaker (one per node, profile and worker thread) opened",
+         &WorkerStats::EndpointCounters::breakerOpens},
+    };
+    const std::size_t names = context_.endpointCount();
+    for (const auto& def : kEndpointFamilies) {
+      prometheus::MetricFamily f;
+      f.name = def.name;
+      f.help = def.help;
+      f.type = MetricType::Counter;
+      for (std::size_t id = 0; id < names; ++id) {
+        double total = 0;
+        for (const auto& w : workers_)
+          total += static_cast<double>(
+              (w->stats().endpoints[id].*def.field).load(std::memory_order_relaxed));
+        prometheus::ClientMetric m;
+        m.label = {{"endpoint", context_.endpointName(id)}};
+        m.counter.value = total;
+        f.metric.push_back(std::move(m));
+      }
+      out.push_back(std::move(f));
+    }
+    prometheus::MetricFamily open;
+    open.name = "keygate_endpoint_breakers_open";
+    open.help = "Breakers of the profile open or half-open now (across nodes and worker threads)";
+    open.type = MetricType::Gauge;
+    for (std::size_t id = 0; id < names; ++id) {
+      double total = 0;
+      for (const auto& w : workers_)
+        total += static_cast<double>(
+            w->stats().endpoints[id].breakersOpen.load(std::memory_order_relaxed));
+      prometheus::ClientMetric m;
+      m.label = {{"endpoint", context_.endpointName(id)}};
+      m.gauge.value = total;
+      open.metric.push_back(std::move(m));
+    }
+    out.push_back(std::move(open));
+  }
+  out.push_back(
+      family("keygate_upstream_timeout_closes_total",
+             "Upstream connections closed after timeoutsBeforeReconnect timeouts in a row",
+             MetricType::Counter, sum(&WorkerStats::upstreamTimeoutCloses)));
+  out.push_back(family("keygate_upstream_late_replies_total",
+                       "Redis replies dropped because keygate had answered at the deadline",
+                       MetricType::Counter, sum(&WorkerStats::lateReplies)));
   out.push_back(family("keygate_client_bytes_received_total", "Bytes read from clients",
                        MetricType::Counter, sum(&WorkerStats::bytesFromClients)));
   out.push_back(family("keygate_client_bytes_sent_total", "Bytes written to clients",

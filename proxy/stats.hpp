@@ -25,6 +25,8 @@ struct WorkerStats {
   Counter upstreamConnectFailures{0};
   Counter upstreamDisconnects{0};    // established upstream connections lost
   Counter upstreamErrorsReplied{0};  // requests answered with UNAVAILABLE
+  Counter upstreamTimeoutCloses{0};  // connections closed after timeoutsBeforeReconnect
+  Counter lateReplies{0};            // replies dropped: keygate had answered at the deadline
   Counter dedicatedConnections{0};   // dedicated upstream connections opened
   Counter bytesFromClients{0};
   Counter bytesToClients{0};
@@ -43,6 +45,21 @@ struct WorkerStats {
   Counter ttlInjected{0};    // TTLs added (SET ... PX, hidden PEXPIRE NX)
   Counter ttlClamped{0};     // TTLs lowered to the pattern's max
   Counter keysRewritten{0};  // legacy keys rewritten onto their canonical pattern
+
+  // endpoint profiles, by metric id (ServerContext::endpointNames)
+  static constexpr std::size_t kMaxEndpoints = 256;
+  struct EndpointCounters {
+    Counter requests{0};         // requests sent (or answered) under the profile
+    Counter timeouts{0};         // answered by keygate at the deadline
+    Counter failures{0};         // Redis unavailable: refused, reset, LOADING, BUSY, ...
+    Counter failOpen{0};         // failures answered in the shape of a miss
+    Counter failClosed{0};       // failures answered with an error
+    Counter breakerRejected{0};  // answered at once because the breaker was open
+    Counter retries{0};          // idempotent reads sent again after a failure
+    Counter breakerOpens{0};     // breakers (node x profile) that opened
+    std::atomic<std::int64_t> breakersOpen{0};  // breakers open or half-open now
+  };
+  std::array<EndpointCounters, kMaxEndpoints> endpoints{};
 
   static void add(Counter& c, std::uint64_t n = 1) {
     c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);

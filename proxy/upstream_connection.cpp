@@ -206,6 +206,7 @@ void UpstreamConnection::dispatch(std::string_view frame) {
     return;
   }
   if (kind_ == Kind::kDedicated) {
+    timeoutsInARow_ = 0;
     if (owner_ != nullptr) owner_->onReply(ReplySink::kStreamTag, frame);
     return;
   }
@@ -215,6 +216,7 @@ void UpstreamConnection::dispatch(std::string_view frame) {
   }
   Inflight entry = std::move(fifo_.front());
   fifo_.pop_front();
+  timeoutsInARow_ = 0;
   entry.sink->onReply(entry.tag, frame);
 }
 
@@ -254,6 +256,14 @@ void UpstreamConnection::close(std::string_view reason) {
   fail(reason);
 }
 
+void UpstreamConnection::noteTimeout() {
+  if (state_ == State::kFailed || settings_.timeoutsBeforeReconnect == 0) return;
+  if (++timeoutsInARow_ < settings_.timeoutsBeforeReconnect) return;
+  WorkerStats::add(stats_.upstreamTimeoutCloses);
+  fail(std::to_string(timeoutsInARow_) +
+       " requests in a row got no reply within their budget; reconnecting");
+}
+
 void UpstreamConnection::fail(std::string_view reason) {
   if (state_ == State::kFailed) return;
   auto self = shared_from_this();  // sinks told below may drop their last reference to us
@@ -284,6 +294,7 @@ void UpstreamConnection::fail(std::string_view reason) {
 void UpstreamConnection::setState(State s) {
   state_ = s;
   if (s == State::kReady) {
+    everReady_ = true;
     boost::system::error_code ignored;
     connectTimer_.cancel();
     WorkerStats::add(stats_.upstreamConnects);

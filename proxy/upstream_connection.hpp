@@ -55,8 +55,16 @@ struct UpstreamSettings {
   bool readOnly = false;
   // Cluster: failure reasons start with the node's address (one of many, so say which).
   bool labelErrors = false;
+  // Closed (and replaced by the worker) after this many requests in a row got no reply within
+  // their budget: the link is likely dead (no RST from a vanished host). 0: never.
+  std::uint32_t timeoutsBeforeReconnect = 5;
   std::string label() const { return host + ":" + std::to_string(port); }
 };
+
+// The circuit breakers towards one Redis node on one worker: one per endpoint profile, by the
+// index of the profile in the registry in force. Owned by the worker and never freed, so
+// connections and requests may point at it.
+struct NodeHealth;
 
 class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnection> {
  public:
@@ -87,6 +95,15 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
 
   // Closes the socket; waiting requests get onFailure(reason).
   void close(std::string_view reason);
+
+  // A request sent here was answered by keygate because its budget ran out (its reply, when
+  // it comes, is dropped by the session). Too many in a row close the connection.
+  void noteTimeout();
+
+  void setHealth(NodeHealth* health) { health_ = health; }
+  NodeHealth* health() const { return health_; }
+  // The connection completed its handshake at some point (it is not a failed connect).
+  bool everReady() const { return everReady_; }
 
   State state() const { return state_; }
   bool failed() const { return state_ == State::kFailed; }
@@ -144,6 +161,9 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
   std::function<void()> batchHook_;
   std::string serverVersion_;
   std::string lastError_;
+  NodeHealth* health_ = nullptr;
+  std::uint32_t timeoutsInARow_ = 0;
+  bool everReady_ = false;
 };
 
 }  // namespace keygate::proxy

@@ -23,6 +23,7 @@ Worker::Worker(std::size_t index, ServerContext& context)
       context_(context),
       io_(1),
       cluster_(context.config.upstream.mode == config::UpstreamMode::kCluster) {
+  applyEndpoints();
   if (!cluster_) {
     ClusterNode node;
     node.host = context_.upstream.host;
@@ -116,6 +117,7 @@ void Worker::closeAll() {
     closingAll_ = true;
     for (auto& s : liveSessions())
       s->close();
+    deadlines_.clear();
     for (auto& [key, node] : nodes_) {
       for (auto& p : node->byProto) {
         for (auto& slot : p) {
@@ -138,6 +140,7 @@ Worker::NodePool& Worker::nodePool(const ClusterNode& node, bool replica) {
   pool->settings.port = node.port;
   pool->settings.readOnly = replica;
   pool->settings.labelErrors = cluster_;
+  pool->health = &nodeHealth(node.address());
   const std::size_t perProto =
       std::max<std::uint32_t>(1, context_.config.upstream.connectionsPerWorker);
   for (auto& p : pool->byProto)
@@ -191,6 +194,7 @@ void Worker::connectShared(const std::string& key, resp::Protocol proto, std::si
   auto& entry = node.pool(proto)[slot];
   entry.conn = std::make_shared<UpstreamConnection>(io_, node.settings, proto,
                                                     UpstreamConnection::Kind::kShared, stats_);
+  entry.conn->setHealth(node.health);
   entry.conn->setBatchHook([this] { scheduleFlushDirty(); });
   entry.conn->start(
       [this, key, proto, slot](UpstreamConnection& conn, UpstreamConnection::State s) {
@@ -219,6 +223,15 @@ void Worker::onSharedState(const std::string& key, resp::Protocol proto, std::si
   if (closingAll_) return;  // our own shutdown, not a failure
   // A new connection object later: requests routed from now on may take another path.
   ++routeEpoch_;
+  if (conn.everReady() && entry.backoff.count() == 0 && !draining_) {
+    // A working connection dropped (Redis restarted, an idle link was cut, too many timeouts):
+    // reconnect at once, so a retried read has somewhere to go. If that fails, back off.
+    spdlog::get("upstream")
+        ->warn("worker {}: upstream {} failed: {}; reconnecting", index_, key, conn.lastError());
+    if (cluster_) requestTopologyRefresh();
+    connectShared(key, proto, slot);
+    return;
+  }
   entry.backoff = entry.backoff.count() == 0
                       ? kFirstBackoff
                       : std::min(entry.backoff * 2, cluster_ ? kMaxClusterBackoff : kMaxBackoff);
@@ -248,6 +261,7 @@ std::shared_ptr<UpstreamConnection> Worker::openDedicated(resp::Protocol proto,
   auto conn = std::make_shared<UpstreamConnection>(io_, settings, proto,
                                                    UpstreamConnection::Kind::kDedicated, stats_);
   WorkerStats::add(stats_.dedicatedConnections);
+  conn->setHealth(&nodeHealth(settings.label()));
   conn->setBatchHook([this] { flushDirty(); });
   conn->start();
   return conn;
@@ -340,8 +354,104 @@ void Worker::dropUnusedPools() {
 }
 
 void Worker::installRegistry(std::shared_ptr<const policies::CompiledRegistry> registry) {
-  asio::post(io_,
-             [this, registry = std::move(registry)]() mutable { registry_ = std::move(registry); });
+  asio::post(io_, [this, registry = std::move(registry)]() mutable {
+    registry_ = std::move(registry);
+    applyEndpoints();
+  });
+}
+
+const policies::EndpointSet& Worker::endpointSet() const {
+  return registry_ ? registry_->endpoints() : policies::EndpointSet::builtinOnly();
+}
+
+void Worker::applyEndpoints() {
+  const auto& set = endpointSet();
+  ++endpointGeneration_;
+  endpoints_.clear();
+  for (const auto& profile : set.all()) {
+    auto& slot = endpointsByName_[profile.name];
+    if (!slot) {
+      slot = std::make_unique<EndpointRuntime>();
+      slot->metricId = context_.internEndpoint(profile.name);
+    }
+    slot->profile = profile;
+    endpoints_.push_back(slot.get());
+  }
+  for (auto& [node, health] : health_)
+    wireBreakers(*health);
+}
+
+void Worker::wireBreakers(NodeHealth& health) {
+  health.byIndex.clear();
+  for (const EndpointRuntime* e : endpoints_) {
+    auto& b = health.byName[e->profile.name];
+    if (!b) {
+      b = std::make_unique<Breaker>();
+      b->metricId = e->metricId;
+      b->node = health.node;
+    }
+    b->state.configure(e->profile.breaker);
+    health.byIndex.push_back(b.get());
+  }
+}
+
+NodeHealth& Worker::nodeHealth(const std::string& node) {
+  auto& h = health_[node];
+  if (!h) {
+    h = std::make_unique<NodeHealth>();
+    h->node = node;
+    wireBreakers(*h);
+  }
+  return *h;
+}
+
+bool Worker::breakerAllows(Breaker& b) {
+  if (b.state.closed()) return true;
+  const bool allowed = b.state.allow(policies::CircuitBreaker::Clock::now());
+  if (!allowed) WorkerStats::add(stats_.endpoints[b.metricId].breakerRejected);
+  return allowed;
+}
+
+void Worker::breakerSuccess(Breaker& b) {
+  if (b.state.closed()) {
+    b.state.onSuccess({});
+    return;
+  }
+  b.state.onSuccess(policies::CircuitBreaker::Clock::now());
+  if (b.state.closed()) {
+    stats_.endpoints[b.metricId].breakersOpen.fetch_sub(1, std::memory_order_relaxed);
+    spdlog::get("upstream")
+        ->info("worker {}: circuit breaker for {} closed again ({})", index_, b.node,
+               context_.endpointName(b.metricId));
+  }
+}
+
+void Worker::breakerFailure(Breaker& b) {
+  const bool wasClosed = b.state.closed();
+  b.state.onFailure(policies::CircuitBreaker::Clock::now());
+  if (wasClosed && !b.state.closed()) {
+    auto& counters = stats_.endpoints[b.metricId];
+    WorkerStats::add(counters.breakerOpens);
+    counters.breakersOpen.fetch_add(1, std::memory_order_relaxed);
+    spdlog::get("upstream")
+        ->warn(
+            "worker {}: circuit breaker for {} opened ({}: {}); requests are answered at once "
+            "for {} ms",
+            index_, b.node, context_.endpointName(b.metricId), b.state.reason(),
+            b.state.openFor().count());
+  }
+}
+
+std::uint16_t ServerContext::internEndpoint(const std::string& name) {
+  std::lock_guard lock(endpointMutex_);
+  const std::size_t count = endpointCount_.load(std::memory_order_relaxed);
+  for (std::size_t i = 0; i < count; ++i) {
+    if (endpointNames_[i] == name) return static_cast<std::uint16_t>(i);
+  }
+  if (count == endpointNames_.size()) return static_cast<std::uint16_t>(count - 1);
+  endpointNames_[count] = count + 1 == endpointNames_.size() ? std::string("other") : name;
+  endpointCount_.store(count + 1, std::memory_order_release);
+  return static_cast<std::uint16_t>(count);
 }
 
 std::uint64_t Worker::Random::upTo(std::uint64_t bound) {

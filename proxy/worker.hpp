@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -20,6 +21,8 @@
 
 #include "config/config.hpp"
 #include "policies/registry_policy.hpp"
+#include "proxy/deadline_queue.hpp"
+#include "proxy/node_health.hpp"
 #include "proxy/resp/limits.hpp"
 #include "proxy/resp/reply_writer.hpp"
 #include "proxy/slot_map.hpp"
@@ -55,6 +58,25 @@ struct ServerContext {
   std::atomic<std::uint64_t> registryReloads{0};
   std::atomic<std::uint64_t> registryReloadFailures{0};
   std::atomic<std::size_t> registryPatterns{0};
+
+  // Endpoint profile names seen since start, for metric labels: an id never changes meaning.
+  // Past WorkerStats::kMaxEndpoints names, new ones share the last id ("other").
+  std::uint16_t internEndpoint(const std::string& name);
+  std::size_t endpointCount() const { return endpointCount_.load(std::memory_order_acquire); }
+  const std::string& endpointName(std::size_t id) const { return endpointNames_[id]; }
+
+ private:
+  std::mutex endpointMutex_;
+  std::array<std::string, WorkerStats::kMaxEndpoints> endpointNames_;
+  std::atomic<std::size_t> endpointCount_{0};
+};
+
+// An endpoint profile as a worker applies it. Kept by name and never freed while the worker
+// runs, so requests in flight across a registry reload keep a valid pointer (they see the new
+// settings, which is what a reload means).
+struct EndpointRuntime {
+  policies::Endpoint profile;
+  std::uint16_t metricId = 0;
 };
 
 class Worker {
@@ -127,6 +149,20 @@ class Worker {
   void installRegistry(std::shared_ptr<const policies::CompiledRegistry> registry);
   policies::RandomSource& random() { return random_; }
 
+  // Endpoint profiles in force, by index in the registry's EndpointSet (without a registry:
+  // the built-in default only).
+  const policies::EndpointSet& endpointSet() const;
+  EndpointRuntime& endpoint(std::size_t index) { return *endpoints_[index]; }
+  // Bumped whenever the endpoint set changes (a registry reload).
+  std::uint64_t endpointGeneration() const { return endpointGeneration_; }
+  // The breakers towards a node ("host:port"), created on first use.
+  NodeHealth& nodeHealth(const std::string& node);
+  DeadlineQueue& deadlines() { return deadlines_; }
+  // Breaker bookkeeping that keeps the per-endpoint metrics right.
+  bool breakerAllows(Breaker& b);
+  void breakerSuccess(Breaker& b);
+  void breakerFailure(Breaker& b);
+
   // Sessions with replies appended during an upstream read are written once the read's batch
   // has been dispatched, so a pipelined batch leaves in one write per client.
   void markDirty(std::shared_ptr<ClientSession> session);
@@ -144,6 +180,7 @@ class Worker {
   // The shared connections to one Redis node: per protocol, connectionsPerWorker each.
   struct NodePool {
     UpstreamSettings settings;
+    NodeHealth* health = nullptr;
     std::array<std::vector<SharedSlot>, 2> byProto;
     std::vector<SharedSlot>& pool(resp::Protocol proto) {
       return byProto[proto == resp::Protocol::kResp3 ? 1 : 0];
@@ -159,6 +196,8 @@ class Worker {
                      UpstreamConnection& conn, UpstreamConnection::State state);
   void useSlotMap(std::shared_ptr<const SlotMap> map);
   void dropUnusedPools();
+  void applyEndpoints();
+  void wireBreakers(NodeHealth& health);
 
   std::size_t index_;
   ServerContext& context_;
@@ -180,6 +219,11 @@ class Worker {
   std::vector<std::shared_ptr<ClientSession>> dirty_;
   bool flushPosted_ = false;
   std::shared_ptr<const policies::CompiledRegistry> registry_;
+  std::unordered_map<std::string, std::unique_ptr<EndpointRuntime>> endpointsByName_;
+  std::vector<EndpointRuntime*> endpoints_;
+  std::uint64_t endpointGeneration_ = 0;
+  std::unordered_map<std::string, std::unique_ptr<NodeHealth>> health_;
+  DeadlineQueue deadlines_{io_};
   class Random final : public policies::RandomSource {
    public:
     std::uint64_t upTo(std::uint64_t bound) override;

@@ -331,11 +331,11 @@ TEST_CASE("unknown keys are errors with a did-you-mean suggestion", "[registry][
   CHECK_THAT(ownerInDefaults.message,
              Contains("did you mean 'owner'? That key belongs in each entry of 'patterns:'."));
 
-  // Sections that do not exist yet are unknown keys like any other.
-  const auto endpoints = onlyError("patterns: []\nendpoints: {}\n", 2, 1, "endpoints");
-  CHECK_THAT(endpoints.message,
+  // Sections that do not exist are unknown keys like any other.
+  const auto tenants = onlyError("patterns: []\ntenants: {}\n", 2, 1, "tenants");
+  CHECK_THAT(tenants.message,
              Contains("remove it, or use one of: version, mode, defaults, denyCommands, "
-                      "patterns, rewrites."));
+                      "patterns, rewrites, endpoints."));
 
   const auto inRewrite = onlyError("patterns: []\nrewrites:\n  - {from: a, to: b, form: c}\n", 3,
                                    22, "rewrites[0].form");
@@ -387,7 +387,7 @@ TEST_CASE("wrong types and bad values are errors at the value", "[registry][erro
        "defaults.perKeyOverheadBytes", "must be between 0B and 1MiB"},
       {"patterns: []\ndefaults: 5m\n", 2, 11, "defaults",
        "'defaults' is a section with the keys maxValueBytes, ttl, perKeyOverheadBytes, "
-       "memoryBudget, got a single value; indent its keys below it"},
+       "memoryBudget, endpoint, got a single value; indent its keys below it"},
       {"patterns: []\ndefaults:\n  ttl: {default: 5 minutes}\n", 3, 18, "defaults.ttl.default",
        "unknown duration unit ' minutes' in '5 minutes'; use ms, s, m or h"},
       {"patterns: []\ndefaults:\n  ttl: {default: 300}\n", 3, 18, "defaults.ttl.default",
@@ -663,7 +663,7 @@ endpoints: {}
       {15, 14, "patterns[2].pattern"},  // duplicate of patterns[0]
       {19, 20, "patterns[2].maxValueBytes"},
       {21, 5, "rewrites[0].to"},
-      {22, 1, "endpoints"},
+      {22, 12, "endpoints"},  // a mapping, not a list
   };
   for (std::size_t i = 0; i < expected.size(); ++i) {
     const auto& [line, column, path] = expected[i];
@@ -676,12 +676,642 @@ endpoints: {}
   }
 }
 
+// ---- endpoint profiles -----------------------------------------------------------------------
+
+namespace {
+
+// The start of a file whose endpoints[0] is a valid profile on lines 3 to 5; the next line is
+// line 6, a key of the profile at column 5.
+const std::string kProfileHead =
+    "patterns: []\n"
+    "endpoints:\n"
+    "  - name: p\n"
+    "    timeout: 30ms\n"
+    "    onFailure: open\n";
+
+}  // namespace
+
+TEST_CASE("the shipped example's endpoint profiles", "[registry][endpoints][example]") {
+  const auto r = loadRegistryFile(KEYGATE_EXAMPLE_REGISTRY);
+  INFO(dump(r));
+  REQUIRE(r.ok());
+  const Registry& reg = r.registry;
+  const auto profile = [&](std::string_view name) -> const EndpointProfile& {
+    for (const auto& p : reg.endpoints) {
+      if (p.name == name) return p;
+    }
+    FAIL("no endpoint profile " << name);
+    return reg.endpoints.front();
+  };
+  const auto selects = [&](std::string_view client) -> std::string {
+    for (const auto& p : reg.endpoints) {
+      for (const auto& c : p.clients) {
+        if (c == client) return p.name;
+      }
+    }
+    return {};
+  };
+  REQUIRE(reg.endpoints.size() >= 7);
+  CHECK(reg.defaults.endpoint == "internal-read");
+  CHECK(reg.defaults.endpointPos.line > 0);
+  CHECK(profile("internal-read").onFailure == OnFailure::kOpen);
+
+  // Seed 11.2, 11.3, 16.2.
+  const auto& catalog = profile("catalog-view");
+  CHECK(catalog.timeout == milliseconds(30));
+  CHECK(catalog.onFailure == OnFailure::kOpen);
+  CHECK(catalog.retries.attempts == 1);
+  CHECK(profile("price-preview").onFailure == OnFailure::kOpen);
+  CHECK(profile("quote-submit").onFailure == OnFailure::kOpen);
+  CHECK(profile("quote-workspace").timeout == milliseconds(80));
+  CHECK(profile("order-create").onFailure == OnFailure::kClosed);
+  CHECK(profile("rate-limit-public").onFailure == OnFailure::kClosed);
+  CHECK(profile("rate-limit-public").timeout <= milliseconds(10));
+  CHECK(profile("worklist-view").onFailure == OnFailure::kOpen);
+  CHECK(profile("admin").onFailure == OnFailure::kClosed);
+  CHECK(selects("catalog-service/view") == "catalog-view");
+  CHECK(selects("catalog-service/*") == "catalog-view");
+  CHECK(selects("quote-service/submit-quote") == "quote-submit");
+  CHECK(selects("quote-service/*") == "quote-workspace");
+  CHECK(selects("order-service/create-order") == "order-create");
+  CHECK(selects("api-gateway/public-api") == "rate-limit-public");
+
+  for (const auto& p : reg.endpoints) {
+    INFO(p.name);
+    CHECK(p.pos.line > 0);
+    CHECK(p.clients.size() == p.clientPositions.size());
+    CHECK_FALSE(p.description.empty());
+  }
+  // Patterns name the profile that fits their failureBehavior and keep its text.
+  std::size_t named = 0;
+  for (const auto& p : reg.patterns) {
+    INFO(p.pattern);
+    CHECK_FALSE(p.failureBehavior.empty());
+    if (p.endpoint.empty()) continue;
+    ++named;
+    CHECK(p.endpointPos.line > p.pos.line);
+    CHECK_FALSE(profile(p.endpoint).name.empty());
+  }
+  CHECK(named >= 8);
+  for (const auto& p : reg.patterns) {
+    if (p.pattern.find(":idempotency:") != std::string::npos) {
+      CHECK(p.endpoint == "order-create");
+      CHECK(p.failureBehavior ==
+            "fall back to the PostgreSQL idempotency check (slower, still correct)");
+    }
+    if (p.pattern.find(":lock:") != std::string::npos) CHECK(p.endpoint == "quote-submit");
+    if (p.pattern.find(":session:") != std::string::npos) {
+      CHECK(p.endpoint.empty());  // the free-text form
+      CHECK(p.failureBehavior == "the user is asked to sign in again");
+    }
+  }
+}
+
+TEST_CASE("every endpoint field is read", "[registry][endpoints][load]") {
+  const auto r = load(R"(version: 1
+defaults:
+  endpoint: internal-read
+endpoints:
+  - name: catalog-view
+    clients: ["catalog-service/view", "catalog-service/*"]
+    timeout: 30ms
+    onFailure: open
+    retries: {attempts: 2, backoff: 4ms, jitter: 6ms}
+    breaker:
+      enabled: true
+      consecutiveFailures: 7
+      failureRatio: 0.25
+      window: 200
+      minRequests: 50
+      openFor: 2s
+      halfOpenProbes: 3
+    description: "view catalog: fall back to catalog-service"
+  - name: internal-read
+    timeout: 100ms
+    onFailure: closed
+  - {name: default, timeout: 60s, onFailure: closed, breaker: {enabled: false,
+                                                     consecutiveFailures: 0}}
+patterns:
+  - pattern: "cpq:{tenant-<tenant>}:a:<id>"
+    owner: o
+    purpose: p
+    authority: false
+    ttl: {default: 5m}
+    failureBehavior: {endpoint: catalog-view, description: "read through to catalog-service"}
+  - pattern: "cpq:{tenant-<tenant>}:b:<id>"
+    owner: o
+    purpose: p
+    authority: true
+    failureBehavior: "proceed without the lock"
+  - pattern: "cpq:{tenant-<tenant>}:c:<id>"
+    owner: o
+    purpose: p
+    authority: true
+    failureBehavior:
+      endpoint: default
+)");
+  INFO(dump(r));
+  REQUIRE(r.ok());
+  const Registry& reg = r.registry;
+  CHECK(reg.defaults.endpoint == "internal-read");
+  CHECK(reg.defaults.endpointPos.line == 3);
+  CHECK(reg.defaults.endpointPos.column == 13);
+  REQUIRE(reg.endpoints.size() == 3);
+
+  const EndpointProfile& c = reg.endpoints[0];
+  CHECK(c.name == "catalog-view");
+  CHECK(c.pos.line == 5);
+  CHECK(c.pos.column == 11);
+  CHECK(c.clients == std::vector<std::string>{"catalog-service/view", "catalog-service/*"});
+  REQUIRE(c.clientPositions.size() == 2);
+  CHECK(c.clientPositions[0].line == 6);
+  CHECK(c.clientPositions[0].column == 15);
+  CHECK(c.clientPositions[1].line == 6);
+  CHECK(c.clientPositions[1].column == 39);
+  CHECK(c.timeout == milliseconds(30));
+  CHECK(c.onFailure == OnFailure::kOpen);
+  CHECK(c.retries.attempts == 2);
+  CHECK(c.retries.backoff == milliseconds(4));
+  CHECK(c.retries.jitter == milliseconds(6));
+  CHECK(c.breaker.enabled);
+  CHECK(c.breaker.consecutiveFailures == 7);
+  CHECK(c.breaker.failureRatio == 0.25);
+  CHECK(c.breaker.window == 200);
+  CHECK(c.breaker.minRequests == 50);
+  CHECK(c.breaker.openFor == seconds(2));
+  CHECK(c.breaker.halfOpenProbes == 3);
+  CHECK(c.description == "view catalog: fall back to catalog-service");
+
+  // Left out: no clients, the documented retry and breaker defaults.
+  const EndpointProfile& i = reg.endpoints[1];
+  const RetryPolicy retries;
+  const BreakerPolicy breaker;
+  CHECK(i.name == "internal-read");
+  CHECK(i.pos.line == 19);
+  CHECK(i.clients.empty());
+  CHECK(i.clientPositions.empty());
+  CHECK(i.timeout == milliseconds(100));
+  CHECK(i.onFailure == OnFailure::kClosed);
+  CHECK(i.retries.attempts == 0);
+  CHECK(i.retries.attempts == retries.attempts);
+  CHECK(i.retries.backoff == milliseconds(2));
+  CHECK(i.retries.jitter == milliseconds(3));
+  CHECK(i.breaker.enabled);
+  CHECK(i.breaker.consecutiveFailures == 5);
+  CHECK(i.breaker.failureRatio == 0);
+  CHECK(i.breaker.window == breaker.window);
+  CHECK(i.breaker.minRequests == breaker.minRequests);
+  CHECK(i.breaker.openFor == seconds(1));
+  CHECK(i.breaker.halfOpenProbes == 1);
+  CHECK(i.description.empty());
+
+  // A profile may be named "default"; a disabled breaker needs no threshold.
+  const EndpointProfile& d = reg.endpoints[2];
+  CHECK(d.name == "default");
+  CHECK(d.pos.line == 22);
+  CHECK(d.pos.column == 12);
+  CHECK(d.timeout == seconds(60));
+  CHECK_FALSE(d.breaker.enabled);
+  CHECK(d.breaker.consecutiveFailures == 0);
+
+  // failureBehavior: the map form, the text form, the map form without a description.
+  REQUIRE(reg.patterns.size() == 3);
+  CHECK(reg.patterns[0].endpoint == "catalog-view");
+  CHECK(reg.patterns[0].failureBehavior == "read through to catalog-service");
+  CHECK(reg.patterns[0].endpointPos.line == 30);
+  CHECK(reg.patterns[0].endpointPos.column == 33);
+  CHECK(reg.patterns[1].endpoint.empty());
+  CHECK(reg.patterns[1].endpointPos.line == 0);
+  CHECK(reg.patterns[1].failureBehavior == "proceed without the lock");
+  CHECK(reg.patterns[2].endpoint == "default");
+  CHECK(reg.patterns[2].failureBehavior.empty());
+  CHECK(reg.patterns[2].endpointPos.line == 41);
+  CHECK(reg.patterns[2].endpointPos.column == 17);
+}
+
+TEST_CASE("endpoints may be empty or left out", "[registry][endpoints][load]") {
+  for (const char* yaml :
+       {"patterns: []\n", "patterns: []\nendpoints: []\n", "patterns: []\nendpoints:\n"}) {
+    const auto r = load(yaml);
+    INFO(yaml);
+    INFO(dump(r));
+    REQUIRE(r.ok());
+    CHECK(r.registry.endpoints.empty());
+    CHECK(r.registry.defaults.endpoint.empty());
+    CHECK(r.registry.defaults.endpointPos.line == 0);
+  }
+  // Valid edges.
+  for (const char* extra : {
+           "    retries: {attempts: 5, backoff: 20ms, jitter: 9ms}\n",   // 29ms < 30ms
+           "    retries: {attempts: 0, backoff: 30ms, jitter: 30ms}\n",  // no retry, no sum
+           "    breaker: {failureRatio: 1}\n",
+           "    breaker: {failureRatio: 1.0, consecutiveFailures: 0}\n",
+           "    breaker: {failureRatio: .5, consecutiveFailures: 0}\n",
+           "    breaker: {window: 1, minRequests: 1, openFor: 10ms, halfOpenProbes: 1000}\n",
+           "    breaker: {window: 100000, minRequests: 100000, openFor: 10m}\n",
+           "    breaker: {consecutiveFailures: 1000000}\n",
+           "    breaker: {enabled: false, consecutiveFailures: 0, failureRatio: 0}\n",
+           "    clients: []\n",
+           "    clients:\n",
+           "    clients: [\"a\", \"a*\", \"b/*\", \"x!~:#{}\"]\n",
+           "    description: \"\"\n",
+       }) {
+    const auto r = load(kProfileHead + extra);
+    INFO(extra);
+    INFO(dump(r));
+    CHECK(r.ok());
+  }
+  const auto longest =
+      load("patterns: []\nendpoints:\n  - {name: " + std::string(64, 'n') +
+           ", timeout: 1ms, onFailure: open, clients: [" + std::string(128, 'c') + "]}\n");
+  INFO(dump(longest));
+  CHECK(longest.ok());
+}
+
+TEST_CASE("bad endpoint fields are errors at the value", "[registry][endpoints][errors]") {
+  struct Case {
+    std::string yaml;
+    int line, column;
+    const char* path;
+    const char* why;
+  };
+  const std::string nameLine = "patterns: []\nendpoints:\n  - name: ";
+  const std::string rest = "\n    timeout: 30ms\n    onFailure: open\n";
+  const Case cases[] = {
+      // name: line 3, value at column 11
+      {nameLine + "\"catalog view\"" + rest, 3, 11, "endpoints[0].name",
+       "'catalog view' is not a profile name; use letters, digits, '.', '_', '/' and '-' only, "
+       "e.g. name: catalog-view"},
+      {nameLine + "\"a:b\"" + rest, 3, 11, "endpoints[0].name", "is not a profile name"},
+      {nameLine + std::string(65, 'n') + rest, 3, 11, "endpoints[0].name",
+       "a profile name has at most 64 characters, this one has 65; shorten it"},
+      {nameLine + "\"\"" + rest, 3, 11, "endpoints[0].name",
+       "must not be empty; e.g. name: catalog-view"},
+      {nameLine + "[a]" + rest, 3, 11, "endpoints[0].name", "got a list"},
+      // timeout: line 4, column 14; onFailure: line 5, column 16
+      {"patterns: []\nendpoints:\n  - name: p\n    timeout: 0ms\n    onFailure: open\n", 4, 14,
+       "endpoints[0].timeout", "must be between 1ms and 1m, got 0ms"},
+      {"patterns: []\nendpoints:\n  - name: p\n    timeout: 61s\n    onFailure: open\n", 4, 14,
+       "endpoints[0].timeout", "must be between 1ms and 1m, got 61s"},
+      {"patterns: []\nendpoints:\n  - name: p\n    timeout: 30\n    onFailure: open\n", 4, 14,
+       "endpoints[0].timeout", "duration needs a unit"},
+      {"patterns: []\nendpoints:\n  - name: p\n    timeout: 30ms\n    onFailure: fail-open\n", 5,
+       16, "endpoints[0].onFailure", "unknown failure decision 'fail-open'"},
+      {"patterns: []\nendpoints:\n  - name: p\n    timeout: 30ms\n    onFailure: true\n", 5, 16,
+       "endpoints[0].onFailure", "closed"},
+      // retries: line 6, the mapping at column 14
+      {kProfileHead + "    retries: {attempts: 6}\n", 6, 25, "endpoints[0].retries.attempts",
+       "must be between 0 and 5, got 6; each retry spends budget and load on a struggling Redis"},
+      {kProfileHead + "    retries: {backoff: 31ms}\n", 6, 24, "endpoints[0].retries.backoff",
+       "backoff 31ms is longer than the timeout 30ms, the budget a retry has to fit in; lower "
+       "backoff"},
+      {kProfileHead + "    retries: {jitter: 40ms}\n", 6, 23, "endpoints[0].retries.jitter",
+       "jitter 40ms is longer than the timeout 30ms"},
+      {kProfileHead + "    retries: {backoff: 2m}\n", 6, 24, "endpoints[0].retries.backoff",
+       "must be between 0ms and 1m, got 2m"},
+      {kProfileHead + "    retries: {attempts: 2, backoff: 20ms, jitter: 10ms}\n", 6, 14,
+       "endpoints[0].retries",
+       "backoff + jitter (30ms) leave no room for a retry inside the timeout 30ms; keep their sum "
+       "under the timeout (a tenth of it is typical), or set attempts: 0"},
+      {kProfileHead + "    retries: 3\n", 6, 14, "endpoints[0].retries",
+       "'retries' is a section with the keys attempts, backoff, jitter, got a single value; e.g. "
+       "retries: {attempts: 1, backoff: 2ms, jitter: 3ms}"},
+      {kProfileHead + "    retries:\n", 6, 5, "endpoints[0].retries",
+       "missing value; e.g. retries: {attempts: 1, backoff: 2ms, jitter: 3ms}, or remove the "
+       "retries key for the defaults"},
+      {kProfileHead + "    retries: {attempts: 1, delay: 2ms}\n", 6, 28,
+       "endpoints[0].retries.delay", "unknown key 'delay'"},
+      // breaker: line 6, the mapping at column 14
+      {kProfileHead + "    breaker: {failureRatio: 1.5}\n", 6, 29,
+       "endpoints[0].breaker.failureRatio", "must be between 0 and 1, got 1.5; write a number"},
+      {kProfileHead + "    breaker: {failureRatio: -0.1}\n", 6, 29,
+       "endpoints[0].breaker.failureRatio", "must be between 0 and 1, got -0.1"},
+      {kProfileHead + "    breaker: {failureRatio: 50%}\n", 6, 29,
+       "endpoints[0].breaker.failureRatio", "a ratio, not a percentage: write 0.5 for 50%"},
+      {kProfileHead + "    breaker: {failureRatio: \"0.5\"}\n", 6, 29,
+       "endpoints[0].breaker.failureRatio",
+       "expected a ratio from 0 to 1, got the quoted string \"0.5\"; remove the quotes"},
+      {kProfileHead + "    breaker: {failureRatio: half}\n", 6, 29,
+       "endpoints[0].breaker.failureRatio",
+       "'half' is not a ratio; write a number from 0 to 1, e.g. failureRatio: 0.5"},
+      {kProfileHead + "    breaker: {failureRatio: 1e-1}\n", 6, 29,
+       "endpoints[0].breaker.failureRatio", "'1e-1' is not a ratio"},
+      {kProfileHead + "    breaker: {failureRatio: .nan}\n", 6, 29,
+       "endpoints[0].breaker.failureRatio", "is not a ratio"},
+      {kProfileHead + "    breaker: {window: 0}\n", 6, 23, "endpoints[0].breaker.window",
+       "must be between 1 and 100000, got 0"},
+      {kProfileHead + "    breaker: {minRequests: 200}\n", 6, 28,
+       "endpoints[0].breaker.minRequests",
+       "minRequests 200 is more than window 100, so the failure ratio could never be judged; "
+       "keep minRequests at most window"},
+      {kProfileHead + "    breaker: {window: 10}\n", 6, 23, "endpoints[0].breaker.window",
+       "minRequests 20 (the default) is more than window 10"},
+      {kProfileHead + "    breaker: {minRequests: 0}\n", 6, 28, "endpoints[0].breaker.minRequests",
+       "must be between 1 and 100000, got 0"},
+      {kProfileHead + "    breaker: {openFor: 5ms}\n", 6, 24, "endpoints[0].breaker.openFor",
+       "must be between 10ms and 10m, got 5ms"},
+      {kProfileHead + "    breaker: {openFor: 11m}\n", 6, 24, "endpoints[0].breaker.openFor",
+       "must be between 10ms and 10m, got 11m"},
+      {kProfileHead + "    breaker: {halfOpenProbes: 0}\n", 6, 31,
+       "endpoints[0].breaker.halfOpenProbes", "must be between 1 and 1000, got 0"},
+      {kProfileHead + "    breaker: {halfOpenProbes: 1001}\n", 6, 31,
+       "endpoints[0].breaker.halfOpenProbes", "must be between 1 and 1000, got 1001"},
+      {kProfileHead + "    breaker: {consecutiveFailures: 1000001}\n", 6, 36,
+       "endpoints[0].breaker.consecutiveFailures",
+       "must be between 0 and 1000000, got 1000001; use 0 to open by failureRatio only"},
+      {kProfileHead + "    breaker: {consecutiveFailures: 0}\n", 6, 36,
+       "endpoints[0].breaker.consecutiveFailures",
+       "the breaker could never open: consecutiveFailures and failureRatio are both 0; set "
+       "enabled: false or a threshold, e.g. consecutiveFailures: 5 or failureRatio: 0.5"},
+      {kProfileHead + "    breaker: {enabled: yes}\n", 6, 24, "endpoints[0].breaker.enabled",
+       "expected true or false, got 'yes'"},
+      {kProfileHead + "    breaker: [1]\n", 6, 14, "endpoints[0].breaker",
+       "'breaker' is a section with the keys enabled, consecutiveFailures, failureRatio, "
+       "window, minRequests, openFor, halfOpenProbes, got a list"},
+      // clients: line 6, the list at column 14, its first item at column 15
+      {kProfileHead + "    clients: catalog-service/view\n", 6, 14, "endpoints[0].clients",
+       "expected a list of client names, got a single value; write clients: "
+       "[\"catalog-service/view\"]"},
+      {kProfileHead + "    clients: {a: b}\n", 6, 14, "endpoints[0].clients",
+       "got a mapping; write clients: [\"catalog-service/view\", \"catalog-service/*\"]"},
+      {kProfileHead + "    clients: [\"\"]\n", 6, 15, "endpoints[0].clients[0]",
+       "a client name cannot be empty; write the name the service sets with CLIENT SETNAME"},
+      {kProfileHead + "    clients: [\"catalog service\"]\n", 6, 15, "endpoints[0].clients[0]",
+       "'catalog service' cannot be a client name: Redis refuses spaces, newlines and "
+       "characters outside printable ASCII in CLIENT SETNAME"},
+      {kProfileHead + "    clients: [\"a\\tb\"]\n", 6, 15, "endpoints[0].clients[0]",
+       "cannot be a client name"},
+      {kProfileHead + "    clients: [\"quote-*/view\"]\n", 6, 15, "endpoints[0].clients[0]",
+       "'*' may only end a client name, where it makes the entry a prefix"},
+      {kProfileHead + "    clients: [\"a**\"]\n", 6, 15, "endpoints[0].clients[0]",
+       "remove the inner '*'"},
+      {kProfileHead + "    clients: [\"*\"]\n", 6, 15, "endpoints[0].clients[0]",
+       "a '*' alone would select this profile for every client, ahead of every pattern's "
+       "failureBehavior endpoint; to give requests a profile when nothing else does, set "
+       "defaults.endpoint instead"},
+      {kProfileHead + "    clients: [" + std::string(129, 'c') + "]\n", 6, 15,
+       "endpoints[0].clients[0]", "a client name has at most 128 characters, this one has 129"},
+      {kProfileHead + "    clients: [[a]]\n", 6, 15, "endpoints[0].clients[0]",
+       "expected a string (quote it if it contains ':' or '#'), got a list"},
+      {kProfileHead + "    clients: [x, x]\n", 6, 18, "endpoints[0].clients[1]",
+       "the client 'x' is listed twice (first on line 6); list each client once"},
+      {kProfileHead + "    clients: [\"x/*\", \"x/*\"]\n", 6, 22, "endpoints[0].clients[1]",
+       "the prefix 'x/*' is listed twice (first on line 6)"},
+      // other keys of the profile
+      {kProfileHead + "    description: [a]\n", 6, 18, "endpoints[0].description",
+       "expected a string"},
+      {kProfileHead + "    timeot: 1s\n", 6, 5, "endpoints[0].timeot",
+       "unknown key 'timeot'; did you mean 'timeout'?"},
+      {kProfileHead + "    jitter: 1ms\n", 6, 5, "endpoints[0].jitter",
+       "unknown key 'jitter'; did you mean 'retries.jitter'? That key belongs under 'retries:'."},
+      {kProfileHead + "    openFor: 1s\n", 6, 5, "endpoints[0].openFor",
+       "did you mean 'breaker.openFor'? That key belongs under 'breaker:'."},
+      {kProfileHead + "    name: q\n", 6, 5, "endpoints[0].name",
+       "duplicate key 'name' (first set on line 3); keep only one of them"},
+      // the list itself
+      {"patterns: []\nendpoints: {}\n", 2, 12, "endpoints",
+       "expected a list of endpoint profiles, one '- ' entry each, got a mapping; e.g. - {name: "
+       "catalog-view, clients: [\"catalog-service/*\"], timeout: 30ms, onFailure: open}"},
+      {"patterns: []\nendpoints: catalog-view\n", 2, 12, "endpoints", "got a single value"},
+      {"patterns: []\nendpoints:\n  - catalog-view\n", 3, 5, "endpoints[0]",
+       "each entry of endpoints is a mapping, got a single value"},
+      // where endpoint keys do not belong
+      {"patterns: []\ntimeout: 30ms\n", 2, 1, "timeout",
+       "did you mean 'timeout'? That key belongs in each entry of 'endpoints:'."},
+      {"patterns: []\ndefaults: {endpoints: x}\n", 2, 12, "defaults.endpoints",
+       "unknown key 'endpoints'; did you mean 'endpoint'?"},
+  };
+  for (const auto& c : cases) {
+    const auto e = onlyError(c.yaml, c.line, c.column, c.path);
+    CHECK_THAT(e.message, Contains(c.why));
+  }
+}
+
+TEST_CASE("a profile needs name, timeout and onFailure", "[registry][endpoints][errors]") {
+  const auto r = load("patterns: []\nendpoints:\n  - description: x\n  - {name: a}\n");
+  INFO(dump(r));
+  REQUIRE(r.errors.size() == 5);
+  CHECK(r.errors[0].str() ==
+        "r.yaml:3:5: endpoints[0].name: missing 'name'; every profile needs a unique name that "
+        "patterns and defaults.endpoint refer to, e.g. name: catalog-view");
+  CHECK(r.errors[1].str() ==
+        "r.yaml:3:5: endpoints[0].timeout: missing 'timeout'; give the Redis budget of one "
+        "request, after which it fails open or closed, e.g. timeout: 30ms (a cache lookup, seed "
+        "16.2)");
+  CHECK(r.errors[2].line == 3);
+  CHECK(r.errors[2].column == 5);
+  CHECK(r.errors[2].path == "endpoints[0].onFailure");
+  CHECK_THAT(r.errors[2].message,
+             StartsWith("missing 'onFailure'; state what a request gets when Redis does not "
+                        "answer in time: open"));
+  CHECK(r.errors[3].line == 4);
+  CHECK(r.errors[3].column == 5);
+  CHECK(r.errors[3].path == "endpoints[1].timeout");
+  CHECK(r.errors[4].path == "endpoints[1].onFailure");
+}
+
+TEST_CASE("profile names and client names are unique", "[registry][endpoints][errors]") {
+  const auto r = load(R"(patterns: []
+endpoints:
+  - name: a
+    clients: ["svc/x", "svc/*"]
+    timeout: 30ms
+    onFailure: open
+  - name: b
+    clients: ["svc/y", "svc/x", "svc/*", "svc/y/*"]
+    timeout: 30ms
+    onFailure: open
+  - name: a
+    timeout: 1s
+    onFailure: closed
+)");
+  INFO(dump(r));
+  REQUIRE(r.errors.size() == 3);
+  CHECK(r.errors[0].str() ==
+        "r.yaml:8:24: endpoints[1].clients[1]: the client 'svc/x' already selects profile 'a' "
+        "(line 4); a client name selects one profile, remove it from one of the two");
+  CHECK(r.errors[1].str() ==
+        "r.yaml:8:33: endpoints[1].clients[2]: the prefix 'svc/*' already selects profile 'a' "
+        "(line 4); a client name selects one profile, remove it from one of the two");
+  CHECK(r.errors[2].str() ==
+        "r.yaml:11:11: endpoints[2].name: the same name as endpoints[0] (line 3); profile names "
+        "are unique, rename one or merge the two profiles");
+  // The other clients are kept: an exact name and a longer prefix under another profile's.
+  REQUIRE(r.registry.endpoints.size() == 3);
+  CHECK(r.registry.endpoints[1].clients == std::vector<std::string>{"svc/y", "svc/y/*"});
+  REQUIRE(r.registry.endpoints[1].clientPositions.size() == 2);
+  CHECK(r.registry.endpoints[1].clientPositions[1].column == 42);
+
+  // The same text as an exact name and as a prefix of another profile is allowed.
+  const auto exactAndPrefix = load(
+      "patterns: []\nendpoints:\n  - {name: a, clients: [svc], timeout: 1s, onFailure: open}\n"
+      "  - {name: b, clients: [\"svc*\"], timeout: 1s, onFailure: open}\n");
+  INFO(dump(exactAndPrefix));
+  CHECK(exactAndPrefix.ok());
+  // Names are case-sensitive.
+  const auto cases = load(
+      "patterns: []\nendpoints:\n  - {name: a, clients: [Svc], timeout: 1s, onFailure: open}\n"
+      "  - {name: A, clients: [svc], timeout: 1s, onFailure: open}\n");
+  INFO(dump(cases));
+  CHECK(cases.ok());
+}
+
+TEST_CASE("at most 64 endpoint profiles", "[registry][endpoints][errors]") {
+  const auto profiles = [](int n) {
+    std::string yaml = "patterns: []\nendpoints:\n";
+    for (int i = 0; i < n; ++i) {
+      yaml += "  - {name: p" + std::to_string(i) + ", timeout: 1s, onFailure: open}\n";
+    }
+    return yaml;
+  };
+  const auto full = load(profiles(64));
+  INFO(dump(full));
+  CHECK(full.ok());
+  CHECK(full.registry.endpoints.size() == 64);
+  const auto e = onlyError(profiles(66), 67, 5, "endpoints[64]");
+  CHECK(e.message ==
+        "the registry has 66 endpoint profiles, more than 64 (each worker keeps a breaker per "
+        "profile and Redis node); merge profiles that share a timeout and decision, and select "
+        "them with client prefixes such as \"quote-service/*\"");
+}
+
+TEST_CASE("failureBehavior is text or {endpoint, description}", "[registry][endpoints]") {
+  const std::string head = "patterns:\n" + kCacheEntry;  // the next line is line 7
+  const std::string profiles =
+      "endpoints:\n  - {name: catalog-view, timeout: 30ms, onFailure: open}\n";
+  // Both forms, with the profile defined after the patterns.
+  const auto text = load(head + "    failureBehavior: read through; slower\n" + profiles);
+  INFO(dump(text));
+  REQUIRE(text.ok());
+  CHECK(text.registry.patterns[0].failureBehavior == "read through; slower");
+  CHECK(text.registry.patterns[0].endpoint.empty());
+  const auto map =
+      load(head + "    failureBehavior: {endpoint: catalog-view, description: x}\n" + profiles);
+  INFO(dump(map));
+  REQUIRE(map.ok());
+  CHECK(map.registry.patterns[0].failureBehavior == "x");
+  CHECK(map.registry.patterns[0].endpoint == "catalog-view");
+  CHECK(map.registry.patterns[0].endpointPos.line == 7);
+  CHECK(map.registry.patterns[0].endpointPos.column == 33);
+  const auto empty = load(head + "    failureBehavior: \"\"\n");
+  INFO(dump(empty));
+  CHECK(empty.ok());
+
+  struct Case {
+    std::string yaml;
+    int line, column;
+    const char* path;
+    const char* why;
+  };
+  const Case cases[] = {
+      {head + "    failureBehavior: {description: x}\n" + profiles, 7, 22,
+       "patterns[0].failureBehavior.endpoint",
+       "missing 'endpoint'; the mapping form of failureBehavior names the endpoint profile of "
+       "requests on these keys, e.g. failureBehavior: {endpoint: catalog-view, description: "
+       "\"read through to catalog-service\"}; for text alone write failureBehavior: \"...\""},
+      {head + "    failureBehavior: {}\n" + profiles, 7, 22, "patterns[0].failureBehavior.endpoint",
+       "missing 'endpoint'"},
+      {head + "    failureBehavior: [a, b]\n" + profiles, 7, 22, "patterns[0].failureBehavior",
+       "expected text, or a mapping {endpoint: <profile>, description: <text>}, got a list"},
+      {head + "    failureBehavior:\n" + profiles, 7, 5, "patterns[0].failureBehavior",
+       "missing value; expected a string"},
+      {head + "    failureBehavior: {endpoint: catalog-view, descripton: y}\n" + profiles, 7, 47,
+       "patterns[0].failureBehavior.descripton", "did you mean 'description'?"},
+      {head + "    failureBehavior: {endpoint: \"\"}\n" + profiles, 7, 33,
+       "patterns[0].failureBehavior.endpoint", "must not be empty; e.g. endpoint: catalog-view"},
+      {head + "    failureBehavior: {endpoint: catalog-view, description: [x]}\n" + profiles, 7, 60,
+       "patterns[0].failureBehavior.description", "expected a string"},
+      // An endpoint key on the pattern itself belongs in failureBehavior.
+      {head + "    endpoint: catalog-view\n" + profiles, 7, 5, "patterns[0].endpoint",
+       "unknown key 'endpoint'; did you mean 'failureBehavior.endpoint'? That key belongs under "
+       "'failureBehavior:'."},
+      // A ttl key on a pattern is still ttl's, not retries'.
+      {head + "    jitter: 1s\n", 7, 5, "patterns[0].jitter", "did you mean 'ttl.jitter'?"},
+  };
+  for (const auto& c : cases) {
+    const auto e = onlyError(c.yaml, c.line, c.column, c.path);
+    CHECK_THAT(e.message, Contains(c.why));
+  }
+}
+
+TEST_CASE("references to endpoint profiles must name one", "[registry][endpoints][errors]") {
+  // Written before the profiles: references are checked once the whole file is read.
+  const auto r = load(R"(defaults:
+  endpoint: nope
+patterns:
+  - pattern: "a:<id>"
+    owner: o
+    purpose: p
+    authority: true
+    failureBehavior: {endpoint: catalog-vew}
+endpoints:
+  - {name: catalog-view, timeout: 30ms, onFailure: open}
+  - {name: quote-submit, timeout: 50ms, onFailure: open}
+)");
+  INFO(dump(r));
+  REQUIRE(r.errors.size() == 2);
+  CHECK(r.errors[0].str() ==
+        "r.yaml:2:13: defaults.endpoint: 'nope' names no endpoint profile; the profiles are: "
+        "catalog-view, quote-submit (add a profile named 'nope' under endpoints: if it is a new "
+        "one)");
+  CHECK(r.errors[1].str() ==
+        "r.yaml:8:33: patterns[0].failureBehavior.endpoint: 'catalog-vew' names no endpoint "
+        "profile; did you mean 'catalog-view'? the profiles are: catalog-view, quote-submit (add "
+        "a profile named 'catalog-vew' under endpoints: if it is a new one)");
+
+  // Without profiles at all (no endpoints key, or an empty list).
+  for (const std::string tail : {"", "endpoints: []\n"}) {
+    const auto none = onlyError(
+        "patterns:\n  - {pattern: a, owner: o, purpose: p, authority: true, failureBehavior: "
+        "{endpoint: x}}\n" +
+            tail,
+        2, 85, "patterns[0].failureBehavior.endpoint");
+    CHECK(none.message ==
+          "'x' names no endpoint profile: the registry has none; add one under endpoints: with "
+          "name: x, timeout and onFailure, or remove this reference");
+    const auto noDefault = onlyError("patterns: []\ndefaults: {endpoint: internal-read}\n" + tail,
+                                     2, 22, "defaults.endpoint");
+    CHECK_THAT(noDefault.message, Contains("'internal-read' names no endpoint profile"));
+  }
+  const auto emptyDefault =
+      onlyError("patterns: []\ndefaults: {endpoint: \"\"}\n", 2, 22, "defaults.endpoint");
+  CHECK_THAT(emptyDefault.message, Contains("must not be empty; e.g. endpoint: internal-read"));
+
+  // A profile whose name could not be read hides no follow-up error on its references.
+  const auto badName = onlyError(
+      "patterns: []\ndefaults: {endpoint: \"a b\"}\nendpoints:\n"
+      "  - {name: \"a b\", timeout: 1s, onFailure: open}\n",
+      4, 12, "endpoints[0].name");
+  CHECK_THAT(badName.message, Contains("is not a profile name"));
+  const auto notList = onlyError("patterns: []\ndefaults: {endpoint: a}\nendpoints: {name: a}\n", 3,
+                                 12, "endpoints");
+  CHECK_THAT(notList.message, Contains("expected a list of endpoint profiles"));
+  // A profile with other mistakes still answers to its name.
+  const auto badTimeout = onlyError(
+      "patterns: []\ndefaults: {endpoint: a}\nendpoints:\n"
+      "  - {name: a, timeout: 0ms, onFailure: open}\n",
+      4, 24, "endpoints[0].timeout");
+  CHECK_THAT(badTimeout.message, Contains("must be between 1ms and 1m"));
+  // A duplicate name still resolves.
+  const auto dup = onlyError(
+      "patterns: []\ndefaults: {endpoint: a}\nendpoints:\n"
+      "  - {name: a, timeout: 1s, onFailure: open}\n"
+      "  - {name: a, timeout: 1s, onFailure: open}\n",
+      5, 12, "endpoints[1].name");
+  CHECK_THAT(dup.message, Contains("the same name as endpoints[0] (line 4)"));
+}
+
 TEST_CASE("hostile input never throws and ends in errors", "[registry][errors]") {
   for (const char* yaml :
        {"patterns: &a [*a]\n", "patterns:\n  - &x {pattern: a}\n  - *x\n", "? [a]\n: b\n",
         "patterns: !!binary AAAA\n", "patterns:\n  - pattern: !custom a\n", "{{{{{{{{\n",
         "patterns:\n  - {pattern: a, owner: o, purpose: p, authority: true, ttl: {exempt: [1]}}\n",
-        "patterns: [[[[]]]]\n", "\t\n", "patterns: [~, ~]\n"}) {
+        "patterns: [[[[]]]]\n", "\t\n", "patterns: [~, ~]\n", "patterns: []\nendpoints: &e [*e]\n",
+        "patterns: []\nendpoints: [~]\n",
+        "patterns: []\nendpoints: [{name: a, timeout: 1s, onFailure: open, breaker: &b {x: *b}}]\n",
+        "patterns: []\nendpoints: [{name: a, timeout: 1s, onFailure: open, clients: &c [*c]}]\n",
+        "patterns:\n  - {pattern: a, owner: o, purpose: p, authority: true, failureBehavior: &f "
+        "{endpoint: *f}}\n"}) {
     INFO(yaml);
     const auto r = load(yaml);
     INFO(dump(r));
