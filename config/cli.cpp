@@ -139,9 +139,13 @@ CliResult parseCommandLine(int argc, const char* const* argv) {
 std::string usage() {
   std::string out =
       "Usage: keygate [--config FILE] [flags]\n"
+      "       keygate check [--explain] FILE\n"
       "\n"
       "keygate is a RESP caching proxy. It listens for Redis clients, enforces the key\n"
       "registry's policies and forwards to Redis. Flags override values from the file.\n"
+      "`keygate check FILE` lints a key registry (exit 0 valid, 1 not); with --explain it\n"
+      "also prints, per endpoint profile and per pattern, what clients see when Redis is\n"
+      "slow and when it is down.\n"
       "\n"
       "Flags:\n";
   constexpr std::size_t kColumn = 27;

@@ -582,10 +582,10 @@ ClientSession::Step ClientSession::forwardShared(std::string_view raw, std::uint
   if (sharedRouteBlocked()) return Step::kWaitRoute;
   UpstreamConnection& conn = worker_.sharedUpstream(proto_, id_);
   Breaker* breaker = breakerOf(conn);
-  if (conn.failed()) return failNow(breaker, Failure::kUnavailable, conn.lastError());
   if (breaker != nullptr && !worker_.breakerAllows(*breaker)) {
     return failNow(breaker, Failure::kBreakerOpen, {});
   }
+  if (conn.failed()) return failNow(breaker, Failure::kUnavailable, conn.lastError());
   const std::uint64_t seq = pushTracked(breaker);
   if (policy_.retriable && tagBits == 0) {
     // Kept for a retry (standalone keeps no other request bytes).
@@ -741,7 +741,11 @@ void ClientSession::choosePolicy(Args args, const commands::CommandInfo& info,
                      : policies::MissReply{};
   policy_.budget = profile.timeout;
   policy_.retriable = false;
-  const Special special = specialOf(top);
+  Special special = specialOf(top);
+  if (special == Special::kBlocking && (info.name == "xread" || info.name == "xreadgroup") &&
+      !xreadBlocks(args)) {
+    special = Special::kNone;  // without BLOCK: an ordinary read on the shared connection
+  }
   if (special == Special::kBlocking) {
     // Redis may hold it for the command's own timeout; the budget starts after that.
     const auto wait = blockingWait(info, args);
@@ -754,8 +758,8 @@ void ClientSession::choosePolicy(Args args, const commands::CommandInfo& info,
     policy_.budget = std::chrono::milliseconds(0);  // connection state: never cut short
     return;
   }
-  policy_.retriable = profile.retries.attempts > 0 && info.has(commands::kRead) &&
-                      !info.has(commands::kWrite) && !info.has(commands::kBlocking);
+  policy_.retriable =
+      profile.retries.attempts > 0 && info.has(commands::kRead) && !info.has(commands::kWrite);
 }
 
 Breaker* ClientSession::breakerOf(const UpstreamConnection& conn) const {
@@ -1119,13 +1123,13 @@ ClientSession::Step ClientSession::sendToSlot(std::string_view raw, std::uint16_
     return failNow(nullptr, Failure::kRedisError, "-" + clusterDownError() + "\r\n");
   }
   Breaker* breaker = breakerOf(*conn);
+  if (breaker != nullptr && !worker_.breakerAllows(*breaker)) {
+    return failNow(breaker, Failure::kBreakerOpen, {});
+  }
   if (conn->failed()) {
     // The node is down (its connection waits out a backoff): maybe a failover is under way.
     worker_.requestTopologyRefresh();
     return failNow(breaker, Failure::kUnavailable, conn->lastError());
-  }
-  if (breaker != nullptr && !worker_.breakerAllows(*breaker)) {
-    return failNow(breaker, Failure::kBreakerOpen, {});
   }
   const std::uint64_t seq = pushTracked(breaker);
   Slot& s = slots_.back();
@@ -1231,10 +1235,10 @@ ClientSession::Step ClientSession::forwardScan(Args args) {
   const ClusterNode node = map->masters()[order[position]];
   UpstreamConnection& conn = worker_.nodeUpstream(node, proto_, id_);
   Breaker* breaker = breakerOf(conn);
-  if (conn.failed()) return failNow(breaker, Failure::kUnavailable, conn.lastError());
   if (breaker != nullptr && !worker_.breakerAllows(*breaker)) {
     return failNow(breaker, Failure::kBreakerOpen, {});
   }
+  if (conn.failed()) return failNow(breaker, Failure::kUnavailable, conn.lastError());
   const std::uint64_t seq = pushTracked(breaker);
   slots_.back().scanNode = static_cast<std::uint8_t>(position);
   slots_.back().retriesLeft = 0;

@@ -6,7 +6,9 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <cstdio>
 #include <iostream>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "config/config.hpp"
 #include "proxy/check_command.hpp"
@@ -47,11 +49,25 @@ int main(int argc, char** argv) {
   namespace proxy = keygate::proxy;
 
   if (argc >= 2 && std::string_view(argv[1]) == "check") {
-    if (argc != 3) {
-      std::cerr << "usage: keygate check REGISTRY.yaml\n";
+    // `check [--explain] FILE`, the flag before or after the file.
+    bool explain = false;
+    std::vector<std::string> files;
+    bool usageError = false;
+    for (int i = 2; i < argc; ++i) {
+      const std::string_view arg = argv[i];
+      if (arg == "--explain") {
+        explain = true;
+      } else if (arg.starts_with("-") && arg.size() > 1) {
+        usageError = true;
+      } else {
+        files.emplace_back(arg);
+      }
+    }
+    if (usageError || files.size() != 1) {
+      std::cerr << "usage: keygate check [--explain] REGISTRY.yaml\n";
       return 2;
     }
-    return proxy::runCheckCommand(argv[2], std::cout, std::cerr);
+    return proxy::runCheckCommand(files.front(), std::cout, std::cerr, explain);
   }
   auto cli = config::parseCommandLine(argc, argv);
   if (!cli.errors.empty()) {

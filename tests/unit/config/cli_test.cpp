@@ -150,6 +150,8 @@ TEST_CASE("usage lists every flag", "[config][cli]") {
   }
   CHECK_THAT(text, StartsWith("Usage: keygate"));
   CHECK_THAT(text, Contains("config/README.md"));
+  // The subcommand is dispatched in main.cpp, before flag parsing; usage() still names it.
+  CHECK_THAT(text, Contains("keygate check [--explain] FILE"));
 }
 
 TEST_CASE("overrides are applied over the file", "[config][overrides]") {
