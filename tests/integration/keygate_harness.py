@@ -629,6 +629,40 @@ class RedisServer(ManagedProcess):
                                f"command: {' '.join(args)}\n--- log ---\n{self.log_tail()}")
         raise StartupError("redis-server: no free port found")
 
+    def start_on_port(self, port: int, timeout: Optional[float] = None) -> "RedisServer":
+        """Starts on a given port (one a killed Redis or a fake upstream held before)."""
+        timeout = timeout if timeout is not None else scaled(15)
+        datadir = os.path.join(self.workdir, f"{self.name}-data")
+        os.makedirs(datadir, exist_ok=True)
+        self.port = port
+        args = [redis_server_bin(), "--port", str(port), "--bind", HOST, "--save", "",
+                "--appendonly", "no", "--dir", datadir, "--daemonize", "no",
+                "--protected-mode", "no", "--loglevel", "notice"]
+        if self.password is not None:
+            args += ["--requirepass", self.password]
+        self._spawn(args + self.extra_args)
+        state = _wait_ready(self, port, timeout, password=self.password)
+        if state != "ok":
+            self.stop(5)
+            raise StartupError(f"redis-server did not come up on port {port} ({state}).\n"
+                               f"--- log ---\n{self.log_tail()}")
+        return self
+
+    def restart(self, timeout: Optional[float] = None, retry_until: Optional[float] = None) -> str:
+        """Starts a stopped (or killed) server again with the same command line: same port, same
+        dir. Retries while the port is briefly held, until `retry_until` (a monotonic time;
+        default: one try). Returns the readiness state ("ok" on success)."""
+        timeout = timeout if timeout is not None else scaled(15)
+        while True:
+            if not self.running():
+                self._spawn(list(self.args))
+            left = timeout if retry_until is None else max(1.0, retry_until - time.monotonic())
+            state = _wait_ready(self, self.port, left, password=self.password)
+            if state == "ok" or retry_until is None or time.monotonic() >= retry_until:
+                return state
+            self.stop(5)
+            time.sleep(0.1)
+
     def client(self, timeout: float = 10.0) -> RespConnection:
         c = RespConnection(self.port, timeout=timeout)
         if self.password is not None:

@@ -651,18 +651,10 @@ class EndpointPropertyTest(h.KeygateTestCase):
 
     def restart_redis(self) -> None:
         """Starts redis-server again with the same arguments (port, dir, AOF)."""
-        deadline = time.monotonic() + h.scaled(20)
-        while True:
-            self.redis._spawn(self.redis.args)
-            state = h._wait_ready(self.redis, self.redis.port,
-                                  max(1.0, deadline - time.monotonic()))
-            if state == "ok":
-                return
-            self.redis.stop(5)
-            if time.monotonic() >= deadline:
-                raise AssertionError(f"redis-server did not come back on port {self.redis.port} "
-                                     f"({state})\n{self.redis.log_tail(60)}")
-            time.sleep(0.1)  # port briefly held (TIME_WAIT is fine with SO_REUSEADDR; retry)
+        state = self.redis.restart(retry_until=time.monotonic() + h.scaled(20))
+        if state != "ok":
+            raise AssertionError(f"redis-server did not come back on port {self.redis.port} "
+                                 f"({state})\n{self.redis.log_tail(60)}")
 
     def ensure_redis(self) -> None:
         """Redis running, continued, answering PONG (dataset loaded)."""

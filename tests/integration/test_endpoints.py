@@ -391,28 +391,14 @@ def redis_rx_queues(redis_port: int) -> Dict[int, int]:
 def start_redis_on_port(workdir: str, name: str, port: int) -> h.RedisServer:
     """A redis-server on a given port (the harness picks free ports; these tests need one that a
     killed Redis or a fake upstream held before)."""
-    r = h.RedisServer(workdir, name=name)
-    r.port = port
-    datadir = os.path.join(workdir, f"{name}-data")
-    os.makedirs(datadir, exist_ok=True)
-    args = [h.redis_server_bin(), "--port", str(port), "--bind", h.HOST, "--save", "",
-            "--appendonly", "no", "--dir", datadir, "--daemonize", "no", "--protected-mode", "no",
-            "--loglevel", "notice"]
-    r._spawn(args)  # the harness' own spawn: log file, PR_SET_PDEATHSIG
-    state = h._wait_ready(r, port, h.scaled(15))
-    if state != "ok":
-        r.stop(5)
-        raise AssertionError(f"redis-server did not come up on port {port} ({state}):\n"
-                             f"{r.log_tail()}")
-    return r
+    return h.RedisServer(workdir, name=name).start_on_port(port)
 
 
 def restart_redis(redis: h.RedisServer) -> None:
     """Starts a stopped RedisServer again with the same command line (same port)."""
     if redis.running():
         return
-    redis._spawn(list(redis.args))
-    state = h._wait_ready(redis, redis.port, h.scaled(15))
+    state = redis.restart()
     if state != "ok":
         raise AssertionError(f"redis-server did not come back on port {redis.port} ({state}):\n"
                              f"{redis.log_tail()}")
