@@ -147,6 +147,8 @@ class ClientSession::Fanout final : public ReplySink, public std::enable_shared_
   bool done = false;            // the client's slot is answered
   EndpointRuntime* endpoint = nullptr;
   policies::MissReply miss;
+  bool counted = false;            // the request's failure is in the endpoint metrics
+  std::vector<Breaker*> reported;  // breakers told this request's outcome
 };
 
 ClientSession::ClientSession(Worker& worker, asio::ip::tcp::socket socket, std::uint64_t id)
@@ -802,27 +804,33 @@ ClientSession::Step ClientSession::failNow(Breaker* breaker, Failure kind,
 
 std::string ClientSession::failureReply(const EndpointRuntime* endpoint, policies::MissReply miss,
                                         Failure kind, std::string_view reason,
-                                        const Breaker* breaker) {
+                                        const Breaker* breaker, bool count) {
   auto& stats = worker_.stats();
   if (endpoint == nullptr) {
-    WorkerStats::add(stats.upstreamErrorsReplied);
+    if (count) WorkerStats::add(stats.upstreamErrorsReplied);
     if (kind == Failure::kRedisError) return std::string(reason);
     return "-" + upstreamError(reason) + "\r\n";
   }
+  // Counted once per client request (a split request's parts share one count).
   auto& counters = stats.endpoints[endpoint->metricId];
+  auto add = [count](WorkerStats::Counter& c) {
+    if (count) WorkerStats::add(c);
+  };
   if (kind == Failure::kTimeout) {
-    WorkerStats::add(counters.timeouts);
-  } else if (kind != Failure::kBreakerOpen) {
-    WorkerStats::add(counters.failures);
+    add(counters.timeouts);
+  } else if (kind == Failure::kBreakerOpen) {
+    add(counters.breakerRejected);
+  } else {
+    add(counters.failures);
   }
   const policies::Endpoint& profile = endpoint->profile;
   std::string out;
   if (profile.open && miss.shape != policies::MissShape::kNone) {
-    WorkerStats::add(counters.failOpen);
+    add(counters.failOpen);
     policies::appendMissReply(out, miss, proto_);
     return out;
   }
-  WorkerStats::add(counters.failClosed);
+  add(counters.failClosed);
   switch (kind) {
     case Failure::kRedisError:
       return std::string(reason);  // what Redis said (LOADING, BUSY, ...)
@@ -840,7 +848,7 @@ std::string ClientSession::failureReply(const EndpointRuntime* endpoint, policie
     case Failure::kUnavailable:
       break;
   }
-  WorkerStats::add(stats.upstreamErrorsReplied);
+  add(stats.upstreamErrorsReplied);
   return "-" + upstreamError(reason) + "; endpoint '" + profile.name + "' fails closed\r\n";
 }
 
@@ -945,7 +953,8 @@ bool ClientSession::sendPart(const std::shared_ptr<Fanout>& fan, std::size_t ind
     part.settled = true;
     --fan->outstanding;
     feedPart(fan, index,
-             failureReply(fan->endpoint, fan->miss, Failure::kBreakerOpen, {}, part.breaker));
+             failureReply(fan->endpoint, partMiss(*fan, index), Failure::kBreakerOpen, {},
+                          part.breaker, countFailure(*fan)));
     return false;
   }
   conn.send(request, fan, index);
@@ -968,6 +977,33 @@ std::chrono::steady_clock::time_point ClientSession::fanDeadline(const Fanout& f
   return slot != nullptr ? slot->deadline : std::chrono::steady_clock::time_point{};
 }
 
+void ClientSession::reportPart(Fanout& fan, Breaker* breaker, bool failure) {
+  // A node's breaker hears one outcome per client request, however many of the request's
+  // slots that node serves.
+  if (breaker == nullptr ||
+      std::find(fan.reported.begin(), fan.reported.end(), breaker) != fan.reported.end()) {
+    return;
+  }
+  fan.reported.push_back(breaker);
+  if (failure) {
+    worker_.breakerFailure(*breaker);
+  } else {
+    worker_.breakerSuccess(*breaker);
+  }
+}
+
+bool ClientSession::countFailure(Fanout& fan) {
+  const bool first = !fan.counted;
+  fan.counted = true;
+  return first;
+}
+
+policies::MissReply ClientSession::partMiss(const Fanout& fan, std::size_t index) {
+  policies::MissReply miss = fan.miss;
+  if (miss.shape == policies::MissShape::kNils) miss.count = fan.parts[index].keys;
+  return miss;
+}
+
 void ClientSession::settlePart(const std::shared_ptr<Fanout>& fan) {
   if (fan->outstanding > 0 && --fan->outstanding == 0) {
     noteRouteDone();
@@ -981,11 +1017,11 @@ void ClientSession::onPartFailure(const std::shared_ptr<Fanout>& fan, std::uint6
   auto& part = fan->parts[index];
   if (part.settled) return;
   part.settled = true;
-  if (part.breaker != nullptr) worker_.breakerFailure(*part.breaker);
+  reportPart(*fan, part.breaker, true);
   if (!part.fed && !fan->done) {
-    policies::MissReply miss = fan->miss;
-    if (miss.shape == policies::MissShape::kNils) miss.count = part.keys;
-    feedPart(fan, index, failureReply(fan->endpoint, miss, kind, reason, part.breaker));
+    feedPart(fan, index,
+             failureReply(fan->endpoint, partMiss(*fan, index), kind, reason, part.breaker,
+                          countFailure(*fan)));
   }
   settlePart(fan);
 }
@@ -995,10 +1031,10 @@ void ClientSession::expireFanout(const std::shared_ptr<Fanout>& fan) {
   for (std::size_t i = 0; i < fan->parts.size() && !fan->done; ++i) {
     auto& part = fan->parts[i];
     if (part.fed) continue;
-    if (part.breaker != nullptr) worker_.breakerFailure(*part.breaker);
-    policies::MissReply miss = fan->miss;
-    if (miss.shape == policies::MissShape::kNils) miss.count = part.keys;
-    feedPart(fan, i, failureReply(fan->endpoint, miss, Failure::kTimeout, {}, part.breaker));
+    reportPart(*fan, part.breaker, true);
+    feedPart(fan, i,
+             failureReply(fan->endpoint, partMiss(*fan, i), Failure::kTimeout, {}, part.breaker,
+                          countFailure(*fan)));
   }
 }
 
@@ -1352,7 +1388,7 @@ void ClientSession::onPartReply(const std::shared_ptr<Fanout>& fan, std::uint64_
     return;
   }
   part.settled = true;
-  if (part.breaker != nullptr) worker_.breakerSuccess(*part.breaker);
+  reportPart(*fan, part.breaker, false);
   feedPart(fan, index, frame);
   settlePart(fan);
 }

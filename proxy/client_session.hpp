@@ -162,11 +162,14 @@ class ClientSession final : public ReplySink,
   void retry(std::uint64_t seq, std::uint64_t tagBits);
   bool answerFailure(std::uint64_t seq, Failure kind, std::string_view reason);
   std::string failureReply(const EndpointRuntime* endpoint, policies::MissReply miss, Failure kind,
-                           std::string_view reason, const Breaker* breaker);
+                           std::string_view reason, const Breaker* breaker, bool count = true);
   void onPartFailure(const std::shared_ptr<Fanout>& fan, std::uint64_t index, Failure kind,
                      std::string_view reason);
   void feedPart(const std::shared_ptr<Fanout>& fan, std::size_t index, std::string_view bytes);
   void settlePart(const std::shared_ptr<Fanout>& fan);
+  void reportPart(Fanout& fan, Breaker* breaker, bool failure);
+  bool countFailure(Fanout& fan);
+  static policies::MissReply partMiss(const Fanout& fan, std::size_t index);
   std::chrono::steady_clock::time_point fanDeadline(const Fanout& fan);
   void expireFanout(const std::shared_ptr<Fanout>& fan);
   // A split or fanned-out part to `conn`; false when it was answered at once (breaker open).

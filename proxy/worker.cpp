@@ -407,9 +407,7 @@ NodeHealth& Worker::nodeHealth(const std::string& node) {
 
 bool Worker::breakerAllows(Breaker& b) {
   if (b.state.closed()) return true;
-  const bool allowed = b.state.allow(policies::CircuitBreaker::Clock::now());
-  if (!allowed) WorkerStats::add(stats_.endpoints[b.metricId].breakerRejected);
-  return allowed;
+  return b.state.allow(policies::CircuitBreaker::Clock::now());
 }
 
 void Worker::breakerSuccess(Breaker& b) {
