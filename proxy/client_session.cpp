@@ -245,6 +245,7 @@ void ClientSession::processInput() {
     if (step == Step::kWaitRoute) {
       waitingRoute_ = true;
       paused_ = true;
+      rehandling_ = true;  // parsed and handled again once the route is free
       break;
     }
     in_.consume(result.consumed);
@@ -277,7 +278,9 @@ void ClientSession::maybeResume() {
 }
 
 ClientSession::Step ClientSession::handleRequest(const resp::Request& request) {
-  WorkerStats::add(worker_.stats().commands);
+  const bool counted = rehandling_;
+  rehandling_ = false;
+  if (!counted) WorkerStats::add(worker_.stats().commands);
   const Args args(request.args);
   std::string_view raw = request.raw;
   if (request.isInline) {
@@ -298,6 +301,11 @@ ClientSession::Step ClientSession::handleRequest(const resp::Request& request) {
       message.append("'").append(args[i].substr(0, 128)).append("' ");
     }
     return refuse(message);
+  }
+  if (!counted) {
+    const auto rows = table.all();
+    WorkerStats::add(
+        worker_.traffic().commands[static_cast<std::size_t>(top - rows.data())].requests);
   }
   const commands::CommandInfo* info = top;
   bool unknownSubcommand = false;
@@ -340,6 +348,9 @@ ClientSession::Step ClientSession::applyRegistry(const policies::CompiledRegistr
   }
   if (decision_.refuse) {
     WorkerStats::add(stats.registryRefused[static_cast<std::size_t>(decision_.reason)]);
+    WorkerStats::add(worker_.traffic()
+                         .patterns[worker_.patternMetricId(decision_.pattern)]
+                         .rejects[static_cast<std::size_t>(decision_.reason)]);
     return refuse(decision_.error);
   }
   decided_ = &decision_;
@@ -409,6 +420,7 @@ ClientSession::Step ClientSession::dispatchCommand(Args args, std::string_view r
                                                    const commands::CommandInfo* top) {
   const Special special = specialOf(*top);
   choosePolicy(args, info, *top);
+  traffic_.requestBytes = static_cast<std::uint32_t>(std::min<std::size_t>(raw.size(), UINT32_MAX));
   const bool subscribedResp2 = proto_ == resp::Protocol::kResp2 &&
                                (pubsubExpects_ > 0 || (channels_ + patterns_ + shardChannels_) > 0);
   // Inside MULTI Redis queues commands, and in RESP2 subscribed mode it refuses most of them:
@@ -732,6 +744,19 @@ void ClientSession::choosePolicy(Args args, const commands::CommandInfo& info,
     nameFor_ = name_;
     nameEndpoint_ = set.forClient(name_);
   }
+  traffic_.patternId =
+      decided_ != nullptr ? worker_.patternMetricId(decided_->pattern) : kUnregisteredPattern;
+  const auto rows = commands::CommandTable::redis70().all();
+  traffic_.commandRow = static_cast<std::uint16_t>(&top - rows.data());
+  traffic_.write = info.has(commands::kWrite);
+  traffic_.absent = info.has(commands::kRead) || info.name == "getex"
+                        ? policies::missReplyOf(info, args, false).shape
+                        : policies::MissShape::kNone;
+  traffic_.valueBytes = 0;
+  if (traffic_.write) {
+    for (std::size_t i = 2; i < args.size(); ++i)
+      traffic_.valueBytes = std::max<std::uint64_t>(traffic_.valueBytes, args[i].size());
+  }
   int index = nameEndpoint_;
   if (index < 0 && decided_ != nullptr && decided_->endpoint >= 0) index = decided_->endpoint;
   if (index < 0) index = set.defaultIndex();
@@ -771,6 +796,23 @@ Breaker* ClientSession::breakerOf(const UpstreamConnection& conn) const {
 std::uint64_t ClientSession::pushTracked(Breaker* breaker) {
   const std::uint64_t seq = pushSlot();
   Slot& s = slots_.back();
+  s.tracked = true;
+  s.sentAt = std::chrono::steady_clock::now();
+  s.patternId = traffic_.patternId;
+  s.commandRow = traffic_.commandRow;
+  s.absent = traffic_.absent;
+  s.endpointMetric = policy_.runtime != nullptr ? policy_.runtime->metricId : 0;
+  auto& pattern = worker_.traffic().patterns[traffic_.patternId];
+  WorkerStats::add(pattern.requests);
+  WorkerStats::add(pattern.requestBytes, traffic_.requestBytes);
+  if (traffic_.write) {
+    WorkerStats::add(pattern.writes);
+    pattern.valueBytes.observe(kValueBounds, traffic_.valueBytes);
+  }
+  if (decided_ != nullptr) {
+    if (decided_->ttlInjected > 0) WorkerStats::add(pattern.ttlInjected, decided_->ttlInjected);
+    if (decided_->ttlClamped > 0) WorkerStats::add(pattern.ttlClamped, decided_->ttlClamped);
+  }
   s.endpoint = policy_.runtime;
   s.endpointIndex = policy_.index;
   s.breaker = breaker;
@@ -787,8 +829,9 @@ std::uint64_t ClientSession::pushTracked(Breaker* breaker) {
 
 void ClientSession::armDeadline(std::uint64_t seq, UpstreamConnection* conn) {
   if (policy_.budget.count() <= 0) return;
-  const auto now = std::chrono::steady_clock::now();
-  if (Slot* s = findSlot(seq)) s->deadline = now + policy_.budget;
+  Slot* s = findSlot(seq);
+  const auto now = s != nullptr ? s->sentAt : std::chrono::steady_clock::now();
+  if (s != nullptr) s->deadline = now + policy_.budget;
   worker_.deadlines().add(
       now, policy_.budget, shared_from_this(), seq,
       conn != nullptr ? conn->shared_from_this() : std::shared_ptr<UpstreamConnection>());
@@ -941,6 +984,69 @@ bool ClientSession::onDeadline(std::uint64_t tag) {
   flushOutput();
   maybeResume();
   return true;
+}
+
+// Traffic metrics
+
+namespace {
+
+// Is `reply` Redis's "no such key" answer of this shape (RESP2 or RESP3)?
+bool isAbsentReply(policies::MissShape shape, std::string_view reply) {
+  using policies::MissShape;
+  switch (shape) {
+    case MissShape::kNil:
+    case MissShape::kNullArray:
+      return reply == "$-1\r\n" || reply == "_\r\n" || reply == "*-1\r\n";
+    case MissShape::kEmptyString:
+      return reply == "$0\r\n\r\n";
+    case MissShape::kZero:
+      return reply == ":0\r\n";
+    case MissShape::kMinusTwo:
+      return reply == ":-2\r\n";
+    case MissShape::kEmptyArray:
+    case MissShape::kEmptyMap:
+    case MissShape::kEmptySet:
+      return reply == "*0\r\n" || reply == "%0\r\n" || reply == "~0\r\n";
+    case MissShape::kNoneType:
+      return reply == "+none\r\n";
+    case MissShape::kEmptyScan:
+      return reply.ends_with("\r\n*0\r\n") && reply.starts_with("*2\r\n$1\r\n0\r\n");
+    case MissShape::kNils:
+    case MissShape::kZeros:
+    case MissShape::kNone:
+      return false;
+  }
+  return false;
+}
+
+}  // namespace
+
+void ClientSession::recordCompletion(const Slot& slot, std::string_view reply) {
+  auto& traffic = worker_.traffic();
+  const auto elapsed = std::chrono::steady_clock::now() - slot.sentAt;
+  auto& pattern = traffic.patterns[slot.patternId];
+  WorkerStats::add(pattern.replyBytes, reply.size());
+  observeDuration(pattern.duration, elapsed);
+  observeDuration(traffic.commands[slot.commandRow].duration, elapsed);
+  if (slot.endpoint != nullptr) observeDuration(traffic.endpoints[slot.endpointMetric], elapsed);
+  if (slot.absent == policies::MissShape::kNone || reply.empty() || reply[0] == '-') return;
+  if (slot.absent == policies::MissShape::kNils || slot.absent == policies::MissShape::kZeros) {
+    // MGET, HMGET, SMISMEMBER: each element is a hit or a miss.
+    resp::ReplyReader reader(reply);
+    auto header = reader.next();
+    if (!header || header->type != '*') return;
+    std::uint64_t hits = 0, misses = 0;
+    for (std::int64_t i = 0; i < header->integer; ++i) {
+      auto element = reader.next();
+      if (!element) break;
+      const bool absent = element->isNull || (element->type == ':' && element->integer == 0);
+      ++(absent ? misses : hits);
+    }
+    if (hits > 0) WorkerStats::add(pattern.hits, hits);
+    if (misses > 0) WorkerStats::add(pattern.misses, misses);
+    return;
+  }
+  WorkerStats::add(isAbsentReply(slot.absent, reply) ? pattern.misses : pattern.hits);
 }
 
 // Fan-out parts
@@ -1661,9 +1767,10 @@ void ClientSession::completeSlot(std::uint64_t seq, std::string_view bytes) {
   if (closed_ || seq < headSeq_) return;
   const std::uint64_t index = seq - headSeq_;
   if (index >= slots_.size()) return;
+  if (slots_[index].ready) return;  // answered at its deadline; a late reply is dropped
+  if (slots_[index].tracked) recordCompletion(slots_[index], bytes);
   if (index != 0) {
     Slot& slot = slots_[index];
-    if (slot.ready) return;  // answered at its deadline; a late reply is dropped
     slot.data.assign(bytes);
     slot.ready = true;
     storedBytes_ += slot.data.size();

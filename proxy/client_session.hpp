@@ -121,6 +121,13 @@ class ClientSession final : public ReplySink,
     std::uint8_t retriesLeft = 0;     // idempotent reads: resends left after a failure
     std::chrono::steady_clock::time_point deadline{};  // retries must fit before it
     std::shared_ptr<Fanout> fanout;  // cluster: the parts of a split or fanned-out request
+    // Traffic metrics (proxy/traffic_stats.hpp), recorded when the slot is answered.
+    bool tracked = false;
+    std::uint16_t patternId = 0;
+    std::uint16_t commandRow = 0;
+    std::uint16_t endpointMetric = 0;
+    policies::MissShape absent = policies::MissShape::kNone;  // reads: the "no such key" reply
+    std::chrono::steady_clock::time_point sentAt{};
   };
 
   // Which kind of upstream connection the client's in-flight requests are on.
@@ -287,6 +294,18 @@ class ClientSession final : public ReplySink,
   std::vector<HiddenCommand> txHidden_;
   const policies::Decision* decided_ = nullptr;  // this request's registry decision, if any
   RequestPolicy policy_;
+  // This request's traffic labels (set by choosePolicy, copied into its slot).
+  struct RequestTraffic {
+    std::uint16_t patternId = 0;
+    std::uint16_t commandRow = 0;
+    policies::MissShape absent = policies::MissShape::kNone;
+    bool write = false;
+    std::uint32_t requestBytes = 0;
+    std::uint64_t valueBytes = 0;  // writes: the largest argument that is not a key
+  };
+  RequestTraffic traffic_;
+  bool rehandling_ = false;  // the request being handled waited for its route: counted already
+  void recordCompletion(const Slot& slot, std::string_view reply);
   // The profile the client's name selects, for the endpoint set of generation endpointGen_.
   int nameEndpoint_ = -1;
   std::string nameFor_;

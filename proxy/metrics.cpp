@@ -4,7 +4,10 @@
 #include <prometheus/metric_family.h>
 #include <prometheus/metric_type.h>
 
+#include <limits>
+
 #include "proxy/version.hpp"
+#include "proxy/worker.hpp"
 
 namespace keygate::proxy {
 
@@ -30,7 +33,177 @@ prometheus::MetricFamily family(std::string name, std::string help, prometheus::
   return f;
 }
 
+// Sums one histogram over the workers into a Prometheus histogram sample. `scale` turns the
+// stored unit into the metric's (microseconds -> seconds).
+template <std::size_t N, typename Get>
+prometheus::ClientMetric sumHistogram(const std::vector<std::unique_ptr<Worker>>& workers,
+                                      const std::array<std::uint64_t, N>& bounds, double scale,
+                                      Get get) {
+  std::array<std::uint64_t, N + 1> buckets{};
+  std::uint64_t count = 0, sum = 0;
+  for (const auto& w : workers) {
+    const auto& h = get(*w);
+    for (std::size_t i = 0; i <= N; ++i)
+      buckets[i] += h.buckets[i].load(std::memory_order_relaxed);
+    count += h.count.load(std::memory_order_relaxed);
+    sum += h.sum.load(std::memory_order_relaxed);
+  }
+  prometheus::ClientMetric m;
+  std::uint64_t cumulative = 0;
+  for (std::size_t i = 0; i <= N; ++i) {
+    cumulative += buckets[i];
+    prometheus::ClientMetric::Bucket b;
+    b.cumulative_count = cumulative;
+    b.upper_bound =
+        i < N ? static_cast<double>(bounds[i]) * scale : std::numeric_limits<double>::infinity();
+    m.histogram.bucket.push_back(b);
+  }
+  m.histogram.sample_count = count;
+  m.histogram.sample_sum = static_cast<double>(sum) * scale;
+  return m;
+}
+
+prometheus::MetricFamily emptyFamily(std::string name, std::string help,
+                                     prometheus::MetricType type) {
+  prometheus::MetricFamily f;
+  f.name = std::move(name);
+  f.help = std::move(help);
+  f.type = type;
+  return f;
+}
+
 }  // namespace
+
+void ProxyCollector::collectTraffic(std::vector<prometheus::MetricFamily>& out) const {
+  using prometheus::MetricType;
+  constexpr double kMicros = 1e-6;
+  // Per pattern: only patterns that saw traffic (the label set is bounded by the registry).
+  struct PatternCounter {
+    const char* name;
+    const char* help;
+    WorkerStats::Counter PatternCounters::*field;
+  };
+  static constexpr PatternCounter kPatternCounters[] = {
+      {"keygate_pattern_requests_total", "Requests whose first key matched the pattern",
+       &PatternCounters::requests},
+      {"keygate_pattern_hits_total", "Read replies with a value (MGET / HMGET: per element)",
+       &PatternCounters::hits},
+      {"keygate_pattern_misses_total",
+       "Read replies meaning absent: nil, empty, 0 (fail-open answers included)",
+       &PatternCounters::misses},
+      {"keygate_pattern_writes_total", "Write requests", &PatternCounters::writes},
+      {"keygate_pattern_ttl_injected_total", "TTLs keygate added", &PatternCounters::ttlInjected},
+      {"keygate_pattern_ttl_clamped_total", "TTLs lowered to ttl.max",
+       &PatternCounters::ttlClamped},
+      {"keygate_pattern_request_bytes_total", "Request bytes", &PatternCounters::requestBytes},
+      {"keygate_pattern_reply_bytes_total", "Reply bytes", &PatternCounters::replyBytes},
+  };
+  const std::size_t patterns = context_.patternNames.count();
+  std::vector<std::size_t> active;
+  for (std::size_t id = 0; id < patterns; ++id) {
+    std::uint64_t seen = 0;
+    for (const auto& w : workers_) {
+      const auto& pc = w->traffic().patterns[id];
+      seen += pc.requests.load(std::memory_order_relaxed);
+      for (const auto& r : pc.rejects)
+        seen += r.load(std::memory_order_relaxed);
+    }
+    if (seen > 0) active.push_back(id);
+  }
+  for (const auto& def : kPatternCounters) {
+    auto f = emptyFamily(def.name, def.help, MetricType::Counter);
+    for (const std::size_t id : active) {
+      double total = 0;
+      for (const auto& w : workers_)
+        total += static_cast<double>(
+            (w->traffic().patterns[id].*def.field).load(std::memory_order_relaxed));
+      prometheus::ClientMetric m;
+      m.label = {{"pattern", context_.patternNames.name(id)}};
+      m.counter.value = total;
+      f.metric.push_back(std::move(m));
+    }
+    out.push_back(std::move(f));
+  }
+  auto rejects = emptyFamily("keygate_pattern_rejects_total",
+                             "Requests refused by the registry, by the first key's pattern",
+                             MetricType::Counter);
+  for (const std::size_t id : active) {
+    for (std::size_t r = 0; r < WorkerStats::kRegistryReasons; ++r) {
+      std::uint64_t total = 0;
+      for (const auto& w : workers_)
+        total += w->traffic().patterns[id].rejects[r].load(std::memory_order_relaxed);
+      if (total == 0) continue;
+      prometheus::ClientMetric m;
+      m.label = {{"pattern", context_.patternNames.name(id)},
+                 {"reason", std::string(policies::reasonName(static_cast<policies::Reason>(r)))}};
+      m.counter.value = static_cast<double>(total);
+      rejects.metric.push_back(std::move(m));
+    }
+  }
+  out.push_back(std::move(rejects));
+  auto durations = emptyFamily("keygate_pattern_request_duration_seconds",
+                               "Time from sending a request to Redis to its answer, by pattern",
+                               MetricType::Histogram);
+  auto values = emptyFamily("keygate_pattern_value_bytes", "Sizes of values written, by pattern",
+                            MetricType::Histogram);
+  for (const std::size_t id : active) {
+    auto m = sumHistogram(
+        workers_, kDurationBoundsUs, kMicros, [id](const Worker& w) -> const auto& {
+          return w.traffic().patterns[id].duration;
+        });
+    m.label = {{"pattern", context_.patternNames.name(id)}};
+    durations.metric.push_back(std::move(m));
+    auto v = sumHistogram(
+        workers_, kValueBounds,
+        1.0, [id](const Worker& w) -> const auto& { return w.traffic().patterns[id].valueBytes; });
+    v.label = {{"pattern", context_.patternNames.name(id)}};
+    values.metric.push_back(std::move(v));
+  }
+  out.push_back(std::move(durations));
+  out.push_back(std::move(values));
+
+  // Per command: the commands clients sent (bounded by the command table).
+  const auto rows = commands::CommandTable::redis70().all();
+  auto commandCount = emptyFamily("keygate_command_requests_total",
+                                  "Requests by command (top-level name)", MetricType::Counter);
+  auto commandDuration = emptyFamily(
+      "keygate_command_duration_seconds",
+      "Time from sending a request to Redis to its answer, by command", MetricType::Histogram);
+  for (std::size_t row = 0; row < rows.size(); ++row) {
+    std::uint64_t total = 0;
+    for (const auto& w : workers_)
+      total += w->traffic().commands[row].requests.load(std::memory_order_relaxed);
+    if (total == 0) continue;
+    const std::string name(rows[row].name);
+    prometheus::ClientMetric m;
+    m.label = {{"command", name}};
+    m.counter.value = static_cast<double>(total);
+    commandCount.metric.push_back(std::move(m));
+    auto d = sumHistogram(
+        workers_, kDurationBoundsUs, kMicros, [row](const Worker& w) -> const auto& {
+          return w.traffic().commands[row].duration;
+        });
+    d.label = {{"command", name}};
+    commandDuration.metric.push_back(std::move(d));
+  }
+  out.push_back(std::move(commandCount));
+  out.push_back(std::move(commandDuration));
+
+  // Per endpoint profile: durations, for the latency budget burn.
+  auto endpointDuration =
+      emptyFamily("keygate_endpoint_request_duration_seconds",
+                  "Time from sending a request to Redis to its answer (or keygate's at the "
+                  "deadline), by endpoint profile",
+                  MetricType::Histogram);
+  for (std::size_t id = 0; id < context_.endpointCount(); ++id) {
+    auto d = sumHistogram(
+        workers_, kDurationBoundsUs,
+        kMicros, [id](const Worker& w) -> const auto& { return w.traffic().endpoints[id]; });
+    d.label = {{"endpoint", context_.endpointName(id)}};
+    endpointDuration.metric.push_back(std::move(d));
+  }
+  out.push_back(std::move(endpointDuration));
+}
 
 std::vector<prometheus::MetricFamily> ProxyCollector::Collect() const {
   auto sum = [this](Counter WorkerStats::*field) {
@@ -257,6 +430,7 @@ std::vector<prometheus::MetricFamily> ProxyCollector::Collect() const {
   out.push_back(family("keygate_upstream_late_replies_total",
                        "Redis replies dropped because keygate had answered at the deadline",
                        MetricType::Counter, sum(&WorkerStats::lateReplies)));
+  collectTraffic(out);
   out.push_back(family("keygate_client_bytes_received_total", "Bytes read from clients",
                        MetricType::Counter, sum(&WorkerStats::bytesFromClients)));
   out.push_back(family("keygate_client_bytes_sent_total", "Bytes written to clients",

@@ -21,6 +21,9 @@ class ProxyCollector : public prometheus::Collectable {
   std::vector<prometheus::MetricFamily> Collect() const override;
 
  private:
+  // Per pattern, per command, per endpoint duration (proxy/traffic_stats.hpp).
+  void collectTraffic(std::vector<prometheus::MetricFamily>& out) const;
+
   const ServerContext& context_;
   const std::vector<std::unique_ptr<Worker>>& workers_;
 };

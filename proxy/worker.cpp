@@ -379,6 +379,11 @@ void Worker::applyEndpoints() {
   }
   for (auto& [node, health] : health_)
     wireBreakers(*health);
+  patternIds_.clear();
+  if (registry_) {
+    for (std::size_t i = 0; i < registry_->patternCount(); ++i)
+      patternIds_.push_back(context_.patternNames.intern(registry_->rules(i).entry->pattern));
+  }
 }
 
 void Worker::wireBreakers(NodeHealth& health) {
@@ -438,18 +443,6 @@ void Worker::breakerFailure(Breaker& b) {
             index_, b.node, context_.endpointName(b.metricId), b.state.reason(),
             b.state.openFor().count());
   }
-}
-
-std::uint16_t ServerContext::internEndpoint(const std::string& name) {
-  std::lock_guard lock(endpointMutex_);
-  const std::size_t count = endpointCount_.load(std::memory_order_relaxed);
-  for (std::size_t i = 0; i < count; ++i) {
-    if (endpointNames_[i] == name) return static_cast<std::uint16_t>(i);
-  }
-  if (count == endpointNames_.size()) return static_cast<std::uint16_t>(count - 1);
-  endpointNames_[count] = count + 1 == endpointNames_.size() ? std::string("other") : name;
-  endpointCount_.store(count + 1, std::memory_order_release);
-  return static_cast<std::uint16_t>(count);
 }
 
 std::uint64_t Worker::Random::upTo(std::uint64_t bound) {

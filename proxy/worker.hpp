@@ -27,6 +27,7 @@
 #include "proxy/resp/reply_writer.hpp"
 #include "proxy/slot_map.hpp"
 #include "proxy/stats.hpp"
+#include "proxy/traffic_stats.hpp"
 #include "proxy/upstream_connection.hpp"
 
 namespace keygate::proxy {
@@ -59,16 +60,15 @@ struct ServerContext {
   std::atomic<std::uint64_t> registryReloadFailures{0};
   std::atomic<std::size_t> registryPatterns{0};
 
-  // Endpoint profile names seen since start, for metric labels: an id never changes meaning.
-  // Past WorkerStats::kMaxEndpoints names, new ones share the last id ("other").
-  std::uint16_t internEndpoint(const std::string& name);
-  std::size_t endpointCount() const { return endpointCount_.load(std::memory_order_acquire); }
-  const std::string& endpointName(std::size_t id) const { return endpointNames_[id]; }
+  // Metric label ids (proxy/traffic_stats.hpp): endpoint profile names, and pattern texts
+  // (id 0 is "(unregistered)").
+  LabelTable endpointNames{WorkerStats::kMaxEndpoints, "other"};
+  LabelTable patternNames{kMaxPatternIds, "(other)"};
+  std::uint16_t internEndpoint(const std::string& name) { return endpointNames.intern(name); }
+  std::size_t endpointCount() const { return endpointNames.count(); }
+  const std::string& endpointName(std::size_t id) const { return endpointNames.name(id); }
 
- private:
-  std::mutex endpointMutex_;
-  std::array<std::string, WorkerStats::kMaxEndpoints> endpointNames_;
-  std::atomic<std::size_t> endpointCount_{0};
+  ServerContext() { patternNames.intern("(unregistered)"); }
 };
 
 // An endpoint profile as a worker applies it. Kept by name and never freed while the worker
@@ -105,6 +105,14 @@ class Worker {
   const config::LimitsConfig& clientLimits() const { return context_.config.limits; }
   WorkerStats& stats() { return stats_; }
   const WorkerStats& stats() const { return stats_; }
+  TrafficStats& traffic() { return traffic_; }
+  const TrafficStats& traffic() const { return traffic_; }
+  // The metric id of the registry's pattern `index` (-1: none, "(unregistered)").
+  std::uint16_t patternMetricId(int index) const {
+    return index >= 0 && static_cast<std::size_t>(index) < patternIds_.size()
+               ? patternIds_[static_cast<std::size_t>(index)]
+               : kUnregisteredPattern;
+  }
   std::size_t index() const { return index_; }
   bool upstreamUp() const { return upstreamUp_.load(std::memory_order_relaxed); }
   std::string upstreamVersion() const;
@@ -222,6 +230,8 @@ class Worker {
   std::unordered_map<std::string, std::unique_ptr<EndpointRuntime>> endpointsByName_;
   std::vector<EndpointRuntime*> endpoints_;
   std::uint64_t endpointGeneration_ = 0;
+  std::vector<std::uint16_t> patternIds_;  // registry pattern index -> metric id
+  TrafficStats traffic_{commands::CommandTable::redis70().all().size()};
   std::unordered_map<std::string, std::unique_ptr<NodeHealth>> health_;
   DeadlineQueue deadlines_{io_};
   class Random final : public policies::RandomSource {

@@ -577,6 +577,35 @@ class ManagedProcess:
         raise RuntimeError("VmRSS not found")
 
 
+def _listens_on(pid: int, port: int) -> bool:
+    """True when process `pid` holds the loopback listening socket of `port`. (Another test run
+    may have taken a port between free_port() and our bind: then our process exits with
+    "address in use" while the other one answers PING.)"""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f, None)
+                for line in f:
+                    fields = line.split()
+                    if len(fields) > 9 and fields[3] == "0A" and \
+                            int(fields[1].rsplit(":", 1)[1], 16) == port:
+                        inodes.add(fields[9])
+        except OSError:
+            return True  # no /proc: trust the PING
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:[") and link[8:-1] in inodes:
+                return True
+    except OSError:
+        return False
+    return False
+
+
 def _wait_ready(proc: ManagedProcess, port: int, timeout: float,
                 password: Optional[str] = None) -> str:
     """Waits until `proc` answers PING on `port`. Returns "ok", "exited" or "timeout"."""
@@ -586,7 +615,7 @@ def _wait_ready(proc: ManagedProcess, port: int, timeout: float,
         if not proc.running():
             return "exited"
         if ping_ok(port, timeout=min(1.0, max(0.1, deadline - time.monotonic())),
-                   password=password):
+                   password=password) and _listens_on(proc.pid, port):
             return "ok"
         time.sleep(interval)
         interval = min(interval * 1.5, 0.2)
