@@ -5,7 +5,8 @@
 #
 #   build: toolchain and libraries to compile keygate and its tests
 #   peers: the real programs the tests and scripts/run talk to (redis, redis-cli, twemproxy,
-#          redis-py for the integration tests)
+#          redis-py for the integration tests; prometheus for promtool and python3-yaml,
+#          which check the alert rules in deploy/prometheus/; its service need not run)
 #
 # Checks with dpkg-query first and touches apt only when something is missing, so a machine
 # that already has everything never needs the network. Works as root; otherwise uses sudo
@@ -17,7 +18,9 @@ keygate_build_packages=(
   libboost-dev libhiredis-dev libyaml-cpp-dev prometheus-cpp-dev libspdlog-dev
   catch2 libbenchmark-dev
 )
-keygate_peer_packages=(redis-server redis-tools nutcracker python3 python3-redis)
+keygate_peer_packages=(
+  redis-server redis-tools nutcracker python3 python3-redis python3-yaml prometheus
+)
 
 keygate_missing_packages() {
   local pkg status
