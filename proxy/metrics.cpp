@@ -203,6 +203,28 @@ void ProxyCollector::collectTraffic(std::vector<prometheus::MetricFamily>& out) 
     endpointDuration.metric.push_back(std::move(d));
   }
   out.push_back(std::move(endpointDuration));
+  auto budgets =
+      emptyFamily("keygate_endpoint_budget_seconds",
+                  "The Redis time budget (timeout) of each endpoint profile", MetricType::Gauge);
+  for (std::size_t id = 0; id < context_.endpointCount(); ++id) {
+    prometheus::ClientMetric m;
+    m.label = {{"endpoint", context_.endpointName(id)}};
+    m.gauge.value =
+        static_cast<double>(context_.endpointBudgetMs[id].load(std::memory_order_relaxed)) / 1000.0;
+    budgets.metric.push_back(std::move(m));
+  }
+  out.push_back(std::move(budgets));
+  auto maxCardinality =
+      emptyFamily("keygate_pattern_max_expected_cardinality",
+                  "The registry's maxExpectedCardinality of each pattern", MetricType::Gauge);
+  for (std::size_t id = 1; id < context_.patternNames.count(); ++id) {
+    prometheus::ClientMetric m;
+    m.label = {{"pattern", context_.patternNames.name(id)}};
+    m.gauge.value =
+        static_cast<double>(context_.patternMaxCardinality[id].load(std::memory_order_relaxed));
+    maxCardinality.metric.push_back(std::move(m));
+  }
+  out.push_back(std::move(maxCardinality));
 }
 
 std::vector<prometheus::MetricFamily> ProxyCollector::Collect() const {
@@ -274,6 +296,14 @@ std::vector<prometheus::MetricFamily> ProxyCollector::Collect() const {
     up += w->upstreamUp() ? 1 : 0;
   out.push_back(family("keygate_upstream_up", "Workers whose shared upstream connection is ready",
                        MetricType::Gauge, up));
+  out.push_back(family("keygate_ready", "1 when /readyz answers 200 (upstream ready, not draining)",
+                       MetricType::Gauge, up > 0 && !context_.draining.load() ? 1 : 0));
+  if (!context_.config.registryPath.empty()) {
+    const auto [version, hash] = context_.registryInfo();
+    out.push_back(family("keygate_registry_info", "The registry in force: format version, hash",
+                         MetricType::Gauge, 1,
+                         {{"version", std::to_string(version)}, {"hash", hash}}));
+  }
   if (context_.config.upstream.mode == config::UpstreamMode::kCluster) {
     prometheus::MetricFamily redirects;
     redirects.name = "keygate_cluster_redirects_total";

@@ -53,6 +53,7 @@ RegistryWatcher::~RegistryWatcher() {
 void RegistryWatcher::setInitial(std::shared_ptr<const policies::CompiledRegistry> registry) {
   current_ = std::move(registry);
   context_.registryPatterns.store(current_ ? current_->patternCount() : 0);
+  if (current_) context_.setRegistryInfo(current_->source().version, current_->hash());
 }
 
 bool RegistryWatcher::start() {
@@ -143,6 +144,7 @@ std::string RegistryWatcher::reload(std::string_view why) {
   }
   context_.registryReloads.fetch_add(1, std::memory_order_relaxed);
   context_.registryPatterns.store(fresh->patternCount());
+  context_.setRegistryInfo(fresh->source().version, fresh->hash());
   log->info("registry {} ({}): {} patterns, hash {}", path_, why, fresh->patternCount(),
             fresh->hash());
   current_ = fresh;

@@ -375,14 +375,21 @@ void Worker::applyEndpoints() {
       slot->metricId = context_.internEndpoint(profile.name);
     }
     slot->profile = profile;
+    context_.endpointBudgetMs[slot->metricId].store(
+        static_cast<std::uint32_t>(profile.timeout.count()), std::memory_order_relaxed);
     endpoints_.push_back(slot.get());
   }
   for (auto& [node, health] : health_)
     wireBreakers(*health);
   patternIds_.clear();
   if (registry_) {
-    for (std::size_t i = 0; i < registry_->patternCount(); ++i)
-      patternIds_.push_back(context_.patternNames.intern(registry_->rules(i).entry->pattern));
+    for (std::size_t i = 0; i < registry_->patternCount(); ++i) {
+      const auto& entry = *registry_->rules(i).entry;
+      const std::uint16_t id = context_.patternNames.intern(entry.pattern);
+      context_.patternMaxCardinality[id].store(entry.maxExpectedCardinality,
+                                               std::memory_order_relaxed);
+      patternIds_.push_back(id);
+    }
   }
 }
 

@@ -68,7 +68,28 @@ struct ServerContext {
   std::size_t endpointCount() const { return endpointNames.count(); }
   const std::string& endpointName(std::size_t id) const { return endpointNames.name(id); }
 
+  // Per label id, from the registry in force (gauges next to the traffic counters).
+  std::array<std::atomic<std::uint32_t>, WorkerStats::kMaxEndpoints> endpointBudgetMs{};
+  std::vector<std::atomic<std::uint64_t>> patternMaxCardinality =
+      std::vector<std::atomic<std::uint64_t>>(kMaxPatternIds);
+
+  // The registry in force: version and content hash (keygate_registry_info).
+  void setRegistryInfo(std::uint32_t version, std::string hash) {
+    std::lock_guard lock(registryInfoMutex_);
+    registryVersion_ = version;
+    registryHash_ = std::move(hash);
+  }
+  std::pair<std::uint32_t, std::string> registryInfo() const {
+    std::lock_guard lock(registryInfoMutex_);
+    return {registryVersion_, registryHash_};
+  }
+
   ServerContext() { patternNames.intern("(unregistered)"); }
+
+ private:
+  mutable std::mutex registryInfoMutex_;
+  std::uint32_t registryVersion_ = 0;
+  std::string registryHash_;
 };
 
 // An endpoint profile as a worker applies it. Kept by name and never freed while the worker
