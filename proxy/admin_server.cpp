@@ -8,6 +8,7 @@
 #include <boost/asio/write.hpp>
 
 #include "proxy/listener.hpp"
+#include "proxy/sketch_report.hpp"
 
 namespace keygate::proxy {
 
@@ -90,8 +91,9 @@ bool AdminServer::open(const config::HostPort& address) {
 }
 
 void AdminServer::start() {
-  spdlog::get("admin")->info("admin endpoint on {} (/metrics, /healthz, /readyz)",
-                             context_.config.admin ? context_.config.admin->str() : "?");
+  spdlog::get("admin")->info(
+      "admin endpoint on {} (/metrics, /healthz, /readyz, /hotkeys, /bigkeys, /registry)",
+      context_.config.admin ? context_.config.admin->str() : "?");
   accept();
 }
 
@@ -147,6 +149,13 @@ std::string AdminServer::respond(std::string_view method, std::string_view targe
     }
     return httpResponse(200, "OK", "text/plain", "ready\n");
   }
+  if (target == "/hotkeys" || target == "/bigkeys" || target == "/registry") {
+    const auto report = collectSketches(context_, workers_, std::chrono::milliseconds(1000));
+    const std::string body = target == "/hotkeys"   ? hotKeysJson(report, 20)
+                             : target == "/bigkeys" ? bigKeysJson(report)
+                                                    : registryJson(context_, report);
+    return httpResponse(200, "OK", "application/json", body);
+  }
   if (target == "/metrics") {
     auto families = collector_->Collect();
     auto more = registry_->Collect();
@@ -155,8 +164,10 @@ std::string AdminServer::respond(std::string_view method, std::string_view targe
     return httpResponse(200, "OK", "text/plain; version=0.0.4; charset=utf-8",
                         serializer.Serialize(families));
   }
-  return httpResponse(404, "Not Found", "text/plain",
-                      "not found; try /metrics, /healthz or /readyz\n");
+  return httpResponse(
+      404, "Not Found", "text/plain",
+      "not found; try /metrics, /healthz, /readyz, /hotkeys, /bigkeys, /registry or "
+      "POST /reload\n");
 }
 
 }  // namespace keygate::proxy

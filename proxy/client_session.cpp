@@ -746,6 +746,13 @@ void ClientSession::choosePolicy(Args args, const commands::CommandInfo& info,
   }
   traffic_.patternId =
       decided_ != nullptr ? worker_.patternMetricId(decided_->pattern) : kUnregisteredPattern;
+  traffic_.key = {};
+  if (decided_ != nullptr && decided_->pattern >= 0 && !evalScratch_.keys.empty() &&
+      worker_.registry() != nullptr &&
+      !worker_.registry()->rules(static_cast<std::size_t>(decided_->pattern)).channel &&
+      evalScratch_.keys[0].argIndex < args.size()) {
+    traffic_.key = args[evalScratch_.keys[0].argIndex];
+  }
   const auto rows = commands::CommandTable::redis70().all();
   traffic_.commandRow = static_cast<std::uint16_t>(&top - rows.data());
   traffic_.write = info.has(commands::kWrite);
@@ -808,6 +815,10 @@ std::uint64_t ClientSession::pushTracked(Breaker* breaker) {
   if (traffic_.write) {
     WorkerStats::add(pattern.writes);
     pattern.valueBytes.observe(kValueBounds, traffic_.valueBytes);
+  }
+  if (!traffic_.key.empty()) {
+    worker_.recordKey(traffic_.patternId, traffic_.key, traffic_.write, traffic_.valueBytes,
+                      s.sentAt);
   }
   if (decided_ != nullptr) {
     if (decided_->ttlInjected > 0) WorkerStats::add(pattern.ttlInjected, decided_->ttlInjected);

@@ -302,6 +302,7 @@ class ClientSession final : public ReplySink,
     bool write = false;
     std::uint32_t requestBytes = 0;
     std::uint64_t valueBytes = 0;  // writes: the largest argument that is not a key
+    std::string_view key;          // the first key, when it matched a key pattern
   };
   RequestTraffic traffic_;
   bool rehandling_ = false;  // the request being handled waited for its route: counted already

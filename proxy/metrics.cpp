@@ -6,6 +6,8 @@
 
 #include <limits>
 
+#include "proxy/keyspace_events.hpp"
+#include "proxy/sketch_report.hpp"
 #include "proxy/version.hpp"
 #include "proxy/worker.hpp"
 
@@ -461,6 +463,9 @@ std::vector<prometheus::MetricFamily> ProxyCollector::Collect() const {
                        "Redis replies dropped because keygate had answered at the deadline",
                        MetricType::Counter, sum(&WorkerStats::lateReplies)));
   collectTraffic(out);
+  appendKeyspaceFamilies(context_, out);
+  appendSketchFamilies(collectSketches(context_, workers_, std::chrono::milliseconds(500)), 10,
+                       out);
   out.push_back(family("keygate_client_bytes_received_total", "Bytes read from clients",
                        MetricType::Counter, sum(&WorkerStats::bytesFromClients)));
   out.push_back(family("keygate_client_bytes_sent_total", "Bytes written to clients",

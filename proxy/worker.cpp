@@ -386,6 +386,11 @@ void Worker::applyEndpoints() {
     for (std::size_t i = 0; i < registry_->patternCount(); ++i) {
       const auto& entry = *registry_->rules(i).entry;
       const std::uint16_t id = context_.patternNames.intern(entry.pattern);
+      const auto& rules = registry_->rules(i);
+      sensitive_[id] = entry.containsPII || entry.containsCommerciallySensitiveData;
+      distinctWindow_[id] = rules.ttlBound ? std::max<std::chrono::milliseconds>(
+                                                 rules.ttlMax, std::chrono::minutes(1))
+                                           : std::chrono::milliseconds(0);
       context_.patternMaxCardinality[id].store(entry.maxExpectedCardinality,
                                                std::memory_order_relaxed);
       patternIds_.push_back(id);
@@ -494,6 +499,57 @@ void Worker::flushDirty() {
     batch.clear();
     dirty_.swap(batch);  // keep the capacity
   }
+}
+
+void Worker::recordKey(std::uint16_t patternId, std::string_view key, bool write,
+                       std::uint64_t valueBytes, std::chrono::steady_clock::time_point now) {
+  PatternSketches& sk = sketches_[patternId];
+  if (!sk.hot) sk.hot = std::make_unique<policies::HotKeys>();
+  sk.hot->record(key, 1, now);
+  if (!write) return;
+  if (!sk.distinct) {
+    sk.distinct = std::make_unique<policies::HyperLogLog>();
+    sk.windowStart = now;
+  }
+  const auto window = distinctWindow_[patternId];
+  if (window.count() > 0 && now - sk.windowStart >= window) {
+    // A new window: the previous one's keys have expired by now or will within one TTL.
+    sk.previous = std::move(sk.distinct);
+    sk.distinct = std::make_unique<policies::HyperLogLog>();
+    sk.windowStart = now;
+  }
+  sk.distinct->add(key);
+  if (valueBytes > 0) {
+    if (!sk.big) sk.big = std::make_unique<policies::BigKeys>();
+    sk.big->record(key, valueBytes, now);
+  }
+}
+
+std::future<SketchSnapshot> Worker::snapshotSketches() {
+  auto promise = std::make_shared<std::promise<SketchSnapshot>>();
+  auto future = promise->get_future();
+  asio::post(io_, [this, promise] {
+    SketchSnapshot snap;
+    snap.registry = registry_;
+    snap.takenAt = std::chrono::steady_clock::now();
+    for (std::size_t id = 0; id < sketches_.size(); ++id) {
+      const PatternSketches& sk = sketches_[id];
+      if (!sk.hot) continue;
+      SketchSnapshot::Pattern p;
+      p.id = static_cast<std::uint16_t>(id);
+      p.sensitive = sensitive_[id];
+      p.hot = sk.hot->snapshot(sk.hot->capacity(), snap.takenAt);
+      if (sk.big) p.big = sk.big->snapshot(snap.takenAt);
+      if (sk.distinct) {
+        p.distinct = *sk.distinct;
+        if (sk.previous) p.distinct.merge(*sk.previous);
+        p.hasDistinct = true;
+      }
+      snap.patterns.push_back(std::move(p));
+    }
+    promise->set_value(std::move(snap));
+  });
+  return future;
 }
 
 }  // namespace keygate::proxy

@@ -12,6 +12,8 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <future>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -20,6 +22,9 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "policies/big_keys.hpp"
+#include "policies/hot_keys.hpp"
+#include "policies/hyperloglog.hpp"
 #include "policies/registry_policy.hpp"
 #include "proxy/deadline_queue.hpp"
 #include "proxy/node_health.hpp"
@@ -84,6 +89,15 @@ struct ServerContext {
     return {registryVersion_, registryHash_};
   }
 
+  // Keyspace notifications (proxy/keyspace_events.hpp): evictions and expiries Redis reported,
+  // by pattern id, and whether each node has notify-keyspace-events on (by "host:port").
+  std::vector<std::atomic<std::uint64_t>> patternEvictions =
+      std::vector<std::atomic<std::uint64_t>>(kMaxPatternIds);
+  std::vector<std::atomic<std::uint64_t>> patternExpirations =
+      std::vector<std::atomic<std::uint64_t>>(kMaxPatternIds);
+  mutable std::mutex keyspaceMutex;
+  std::map<std::string, bool> keyspaceNotifications;  // guarded by keyspaceMutex
+
   ServerContext() { patternNames.intern("(unregistered)"); }
 
  private:
@@ -98,6 +112,33 @@ struct ServerContext {
 struct EndpointRuntime {
   policies::Endpoint profile;
   std::uint16_t metricId = 0;
+};
+
+// Per pattern, on one worker: the hottest keys, distinct keys written, the biggest values
+// written. Created on a pattern's first request; only the owning worker touches them.
+struct PatternSketches {
+  std::unique_ptr<policies::HotKeys> hot;
+  // Distinct keys written in the current and the previous window (the pattern's ttl.max, at
+  // least a minute; no TTL: since start): their union approximates the keys alive now.
+  std::unique_ptr<policies::HyperLogLog> distinct;
+  std::unique_ptr<policies::HyperLogLog> previous;
+  std::chrono::steady_clock::time_point windowStart{};
+  std::unique_ptr<policies::BigKeys> big;
+};
+
+// A copy of a worker's sketches, for /hotkeys, /bigkeys and the scrape (taken on the worker).
+struct SketchSnapshot {
+  struct Pattern {
+    std::uint16_t id = 0;
+    bool sensitive = false;  // containsPII or containsCommerciallySensitiveData
+    std::vector<policies::HotKey> hot;
+    std::vector<policies::BigKeys::Entry> big;
+    policies::HyperLogLog distinct;
+    bool hasDistinct = false;
+  };
+  std::vector<Pattern> patterns;
+  std::shared_ptr<const policies::CompiledRegistry> registry;
+  std::chrono::steady_clock::time_point takenAt{};
 };
 
 class Worker {
@@ -187,6 +228,11 @@ class Worker {
   // The breakers towards a node ("host:port"), created on first use.
   NodeHealth& nodeHealth(const std::string& node);
   DeadlineQueue& deadlines() { return deadlines_; }
+  // Hot keys, cardinality and big values of a request's first key (request path).
+  void recordKey(std::uint16_t patternId, std::string_view key, bool write,
+                 std::uint64_t valueBytes, std::chrono::steady_clock::time_point now);
+  // Thread-safe: a copy of this worker's sketches, taken on its thread.
+  std::future<SketchSnapshot> snapshotSketches();
   // Breaker bookkeeping that keeps the per-endpoint metrics right.
   bool breakerAllows(Breaker& b);
   void breakerSuccess(Breaker& b);
@@ -252,6 +298,11 @@ class Worker {
   std::vector<EndpointRuntime*> endpoints_;
   std::uint64_t endpointGeneration_ = 0;
   std::vector<std::uint16_t> patternIds_;  // registry pattern index -> metric id
+  std::vector<PatternSketches> sketches_ = std::vector<PatternSketches>(kMaxPatternIds);
+  // By pattern id, from the registry in force: keys shown hashed; the cardinality window.
+  std::vector<bool> sensitive_ = std::vector<bool>(kMaxPatternIds);
+  std::vector<std::chrono::milliseconds> distinctWindow_ =
+      std::vector<std::chrono::milliseconds>(kMaxPatternIds);
   TrafficStats traffic_{commands::CommandTable::redis70().all().size()};
   std::unordered_map<std::string, std::unique_ptr<NodeHealth>> health_;
   DeadlineQueue deadlines_{io_};
