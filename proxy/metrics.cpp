@@ -35,8 +35,9 @@ prometheus::MetricFamily family(std::string name, std::string help, prometheus::
   return f;
 }
 
-// Sums one histogram over the workers into a Prometheus histogram sample. `scale` turns the
-// stored unit into the metric's (microseconds -> seconds).
+// Sums one histogram over the workers into a Prometheus histogram sample. The stored unit
+// divided by `scale` is the metric's (microseconds / 1e6 = seconds; dividing keeps bucket
+// bounds such as 0.1 exact, so a profile's budget can be matched to an `le`).
 template <std::size_t N, typename Get>
 prometheus::ClientMetric sumHistogram(const std::vector<std::unique_ptr<Worker>>& workers,
                                       const std::array<std::uint64_t, N>& bounds, double scale,
@@ -57,11 +58,11 @@ prometheus::ClientMetric sumHistogram(const std::vector<std::unique_ptr<Worker>>
     prometheus::ClientMetric::Bucket b;
     b.cumulative_count = cumulative;
     b.upper_bound =
-        i < N ? static_cast<double>(bounds[i]) * scale : std::numeric_limits<double>::infinity();
+        i < N ? static_cast<double>(bounds[i]) / scale : std::numeric_limits<double>::infinity();
     m.histogram.bucket.push_back(b);
   }
   m.histogram.sample_count = count;
-  m.histogram.sample_sum = static_cast<double>(sum) * scale;
+  m.histogram.sample_sum = static_cast<double>(sum) / scale;
   return m;
 }
 
@@ -78,7 +79,7 @@ prometheus::MetricFamily emptyFamily(std::string name, std::string help,
 
 void ProxyCollector::collectTraffic(std::vector<prometheus::MetricFamily>& out) const {
   using prometheus::MetricType;
-  constexpr double kMicros = 1e-6;
+  constexpr double kMicros = 1e6;
   // Per pattern: only patterns that saw traffic (the label set is bounded by the registry).
   struct PatternCounter {
     const char* name;

@@ -28,6 +28,10 @@ struct NodeHealth {
   std::unordered_map<std::string, std::unique_ptr<Breaker>> byName;
   // By the profile's index in the registry in force.
   std::vector<Breaker*> byIndex;
+  // This worker's shared connections to the node that are ready, and their failures (refused,
+  // reset, handshake errors, timeouts) since start. Worker thread only; read via snapshots.
+  std::int64_t connections = 0;
+  std::uint64_t errors = 0;
 
   Breaker* breaker(std::size_t endpoint) const {
     return endpoint < byIndex.size() ? byIndex[endpoint] : nullptr;

@@ -6,6 +6,7 @@
 #include <csignal>
 
 #include "proxy/admin_server.hpp"
+#include "proxy/keyspace_events.hpp"
 #include "proxy/listener.hpp"
 #include "proxy/registry_watcher.hpp"
 #include "proxy/topology_refresher.hpp"
@@ -24,7 +25,8 @@ Server::Server(ServerContext& context)
       signals_(io_, SIGTERM, SIGINT),
       acceptRetry_(io_),
       drainTimer_(io_),
-      reloadSignal_(io_) {
+      reloadSignal_(io_),
+      keyspaceEvents_(std::make_unique<KeyspaceEvents>(io_, context_)) {
   std::uint32_t threads = context_.config.threads;
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
   for (std::uint32_t i = 0; i < threads; ++i) {
@@ -33,6 +35,7 @@ Server::Server(ServerContext& context)
   if (context_.config.upstream.mode == config::UpstreamMode::kCluster) {
     refresher_ = std::make_unique<TopologyRefresher>(io_, context_,
                                                      [this](std::shared_ptr<const SlotMap> map) {
+                                                       keyspaceEvents_->onSlotMap(map);
                                                        for (auto& w : workers_)
                                                          w->installSlotMap(map);
                                                      });
@@ -50,10 +53,12 @@ Server::~Server() {
 void Server::setRegistry(std::shared_ptr<const policies::CompiledRegistry> registry) {
   for (auto& w : workers_)
     w->installRegistry(registry);
+  keyspaceEvents_->setRegistry(registry);
   registryWatcher_ = std::make_unique<RegistryWatcher>(
       io_, context_, [this](std::shared_ptr<const policies::CompiledRegistry> fresh) {
         for (auto& w : workers_)
           w->installRegistry(fresh);
+        keyspaceEvents_->setRegistry(fresh);
       });
   registryWatcher_->setInitial(std::move(registry));
   context_.reloadRegistry = [watcher = registryWatcher_.get()] {
@@ -90,6 +95,7 @@ int Server::run() {
     waitForReloadSignal();
   }
   if (admin_) admin_->start();
+  keyspaceEvents_->start();
   std::string upstream = context_.upstream.label();
   if (refresher_) {
     refresher_->start();
@@ -193,6 +199,7 @@ void Server::pollDrain() {
 
 void Server::finish() {
   if (refresher_) refresher_->stop();
+  keyspaceEvents_->stop();
   if (registryWatcher_) registryWatcher_->stop();
   boost::system::error_code ignored;
   reloadSignal_.cancel(ignored);

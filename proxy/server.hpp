@@ -17,6 +17,7 @@
 namespace keygate::proxy {
 
 class AdminServer;
+class KeyspaceEvents;
 class TopologyRefresher;
 class RegistryWatcher;
 
@@ -56,6 +57,7 @@ class Server {
   std::unique_ptr<TopologyRefresher> refresher_;  // cluster mode
   std::unique_ptr<RegistryWatcher> registryWatcher_;
   asio::signal_set reloadSignal_;
+  std::unique_ptr<KeyspaceEvents> keyspaceEvents_;  // evictions / expiries per pattern
   bool shuttingDown_ = false;
 };
 

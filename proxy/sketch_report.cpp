@@ -44,12 +44,21 @@ SketchReport collectSketches(const ServerContext& context,
   report.takenAt = std::chrono::steady_clock::now();
   report.workersAnswered = snaps.size();
   if (!snaps.empty()) report.registry = snaps.front().registry;
-  // Group every worker's patterns by id.
+  // Group every worker's patterns by id, and sum its nodes by address.
   std::map<std::uint16_t, std::vector<const SketchSnapshot::Pattern*>> byId;
+  std::map<std::string, SketchSnapshot::Node> nodes;
   for (const auto& snap : snaps) {
     for (const auto& p : snap.patterns)
       byId[p.id].push_back(&p);
+    for (const auto& n : snap.nodes) {
+      auto& sum = nodes[n.address];
+      sum.address = n.address;
+      sum.connections += n.connections;
+      sum.errors += n.errors;
+    }
   }
+  for (auto& [address, n] : nodes)
+    report.nodes.push_back(n);
   for (const auto& [id, parts] : byId) {
     SketchReport::Pattern out;
     out.id = id;
@@ -252,6 +261,27 @@ void appendSketchFamilies(const SketchReport& report, std::size_t top,
     distinct.metric.push_back(std::move(m));
   }
   out.push_back(std::move(distinct));
+  prometheus::MetricFamily connections;
+  connections.name = "keygate_upstream_node_connections";
+  connections.help = "Shared upstream connections ready now, by Redis node";
+  connections.type = prometheus::MetricType::Gauge;
+  prometheus::MetricFamily errors;
+  errors.name = "keygate_upstream_node_errors_total";
+  errors.help =
+      "Shared upstream connection failures (refused, reset, handshake, timeouts), by node";
+  errors.type = prometheus::MetricType::Counter;
+  for (const auto& n : report.nodes) {
+    prometheus::ClientMetric c;
+    c.label = {{"node", n.address}};
+    c.gauge.value = static_cast<double>(n.connections);
+    connections.metric.push_back(std::move(c));
+    prometheus::ClientMetric e;
+    e.label = {{"node", n.address}};
+    e.counter.value = static_cast<double>(n.errors);
+    errors.metric.push_back(std::move(e));
+  }
+  out.push_back(std::move(connections));
+  out.push_back(std::move(errors));
 }
 
 }  // namespace keygate::proxy

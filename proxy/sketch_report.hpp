@@ -28,6 +28,7 @@ struct SketchReport {
     std::uint64_t maxExpected = 0;
   };
   std::vector<Pattern> patterns;
+  std::vector<SketchSnapshot::Node> nodes;                     // summed over workers, by address
   std::shared_ptr<const policies::CompiledRegistry> registry;  // worker 0's, for /registry
   std::chrono::steady_clock::time_point takenAt{};
   std::size_t workersAnswered = 0;
@@ -43,8 +44,9 @@ std::string hotKeysJson(const SketchReport& report, std::size_t perPattern);
 std::string bigKeysJson(const SketchReport& report);
 std::string registryJson(const ServerContext& context, const SketchReport& report);
 
-// keygate_hot_key_requests{pattern,key,rank} (the `top` hottest keys over all patterns) and
-// keygate_pattern_cardinality_estimate{pattern}.
+// keygate_hot_key_requests{pattern,key,rank} (the `top` hottest keys over all patterns),
+// keygate_pattern_cardinality_estimate{pattern}, keygate_upstream_node_connections{node} and
+// keygate_upstream_node_errors_total{node}.
 void appendSketchFamilies(const SketchReport& report, std::size_t top,
                           std::vector<prometheus::MetricFamily>& out);
 

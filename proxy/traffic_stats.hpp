@@ -33,9 +33,12 @@ struct Histogram {
   }
 };
 
-// Request durations, microseconds: 100us .. 2.5s.
-inline constexpr std::array<std::uint64_t, 14> kDurationBoundsUs = {
-    100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000};
+// Request durations, microseconds: 100us .. 2.5s. The bounds include the budgets endpoint
+// profiles commonly use (10, 20, 30, 50, 80, 100, 200, 300, 500 ms, 1 s), so a dashboard can
+// read "slower than the budget" off the bucket whose `le` is the budget.
+inline constexpr std::array<std::uint64_t, 18> kDurationBoundsUs = {
+    100,   250,   500,    1000,   2500,   5000,   10000,   20000,   30000,
+    50000, 80000, 100000, 200000, 300000, 500000, 1000000, 2500000, 5000000};
 // Value sizes, bytes: 64B .. 16MiB.
 inline constexpr std::array<std::uint64_t, 10> kValueBounds = {
     64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216};

@@ -210,7 +210,9 @@ void Worker::onSharedState(const std::string& key, resp::Protocol proto, std::si
   if (entry.conn.get() != &conn) return;  // an older connection
   const bool primary =
       standalone_ != nullptr && it->second.get() == standalone_ && proto == resp::Protocol::kResp2;
+  NodeHealth* health = it->second->health;
   if (state == UpstreamConnection::State::kReady) {
+    if (health != nullptr) ++health->connections;
     entry.backoff = std::chrono::milliseconds{0};
     if (!conn.serverVersion().empty()) upstreamVersion_ = conn.serverVersion();
     if (primary) upstreamUp_.store(true, std::memory_order_relaxed);
@@ -220,7 +222,9 @@ void Worker::onSharedState(const std::string& key, resp::Protocol proto, std::si
   }
   if (state != UpstreamConnection::State::kFailed) return;
   if (primary) upstreamUp_.store(false, std::memory_order_relaxed);
+  if (health != nullptr && conn.everReady()) --health->connections;
   if (closingAll_) return;  // our own shutdown, not a failure
+  if (health != nullptr) ++health->errors;
   // A new connection object later: requests routed from now on may take another path.
   ++routeEpoch_;
   if (conn.everReady() && entry.backoff.count() == 0 && !draining_) {
@@ -547,6 +551,8 @@ std::future<SketchSnapshot> Worker::snapshotSketches() {
       }
       snap.patterns.push_back(std::move(p));
     }
+    for (const auto& [address, health] : health_)
+      snap.nodes.push_back({address, health->connections, health->errors});
     promise->set_value(std::move(snap));
   });
   return future;

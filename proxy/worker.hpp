@@ -137,6 +137,12 @@ struct SketchSnapshot {
     bool hasDistinct = false;
   };
   std::vector<Pattern> patterns;
+  struct Node {
+    std::string address;
+    std::int64_t connections = 0;
+    std::uint64_t errors = 0;
+  };
+  std::vector<Node> nodes;
   std::shared_ptr<const policies::CompiledRegistry> registry;
   std::chrono::steady_clock::time_point takenAt{};
 };

@@ -11,6 +11,9 @@ keep their value; $__rate_interval becomes --rate-interval (at least 4 scrape in
 Queries with `offset` (comparisons with an hour ago) need that much history: --skip-offset
 leaves them out. Template variable queries (label_values) are checked too. Exits 1 if any
 query fails, returns nothing or returns only NaN. Standard library only.
+
+Importable: dashboard_queries() lists the queries, check_query() / check_dashboards() run them
+(tests/integration/test_observability.py uses them against a Prometheus it starts itself).
 """
 
 import argparse
@@ -42,6 +45,87 @@ def walk(panels):
         yield from walk(p.get("panels", []))
 
 
+def dashboard_queries(grafana=GRAFANA, overrides=None, rate_interval="1m"):
+    """Every query of every dashboard in `grafana`, with its Grafana variables filled in (see the
+    module docstring). Yields dicts: `kind` ("variable": a label_values() template variable, or
+    "panel"), `where` (file, and the variable or [panel title] refId), `expr` (as written),
+    `query` (filled in), `offset` (True when the expression uses `offset`); variables also have
+    `label` (the label whose values are listed) and `match` (the series selector)."""
+    overrides = dict(overrides or {})
+    for path in sorted(glob.glob(os.path.join(grafana, "*.json"))):
+        with open(path, encoding="utf-8") as f:
+            dash = json.load(f)
+        name = os.path.basename(path)
+        values = {"__rate_interval": rate_interval, "__interval": rate_interval,
+                  "__range": "1h"}
+        for v in dash.get("templating", {}).get("list", []):
+            if v.get("type") == "constant":
+                values[v["name"]] = v.get("query", "")
+            elif v.get("type") == "query":
+                values[v["name"]] = ".+"
+        values.update(overrides)
+
+        def fill(expr, values=values):
+            return VAR_RE.sub(lambda m: values.get(m.group(1) or m.group(2), ".+"), expr)
+
+        for v in dash.get("templating", {}).get("list", []):
+            if v.get("type") != "query":
+                continue
+            query = v["query"]["query"] if isinstance(v["query"], dict) else v["query"]
+            m = re.fullmatch(r"\s*label_values\((.*),\s*(\w+)\)\s*", query)
+            if not m:
+                continue
+            yield {"kind": "variable", "where": f"{name} variable ${v['name']}", "expr": query,
+                   "query": query, "label": m.group(2), "match": fill(m.group(1)),
+                   "offset": False}
+        for panel in walk(dash.get("panels", [])):
+            for t in panel.get("targets", []):
+                expr = t.get("expr", "")
+                if not expr.strip():
+                    continue
+                yield {"kind": "panel",
+                       "where": f"{name} [{panel.get('title')}] {t.get('refId')}",
+                       "expr": expr, "query": fill(expr),
+                       "offset": bool(re.search(r"\boffset\b", expr))}
+
+
+def check_query(base, q):
+    """Runs one query of dashboard_queries() against Prometheus at `base`. Returns None when it
+    returned data, else a line saying why not ("NO DATA ...", "ERROR ...", "NaN ...")."""
+    if q["kind"] == "variable":
+        r = get(base, f"label/{q['label']}/values", {"match[]": q["match"]})
+        if r.get("status") != "success" or not r.get("data"):
+            return f"NO DATA  {q['where']}: {q['expr']}"
+        return None
+    r = get(base, "query", {"query": q["query"]})
+    if r.get("status") != "success":
+        return f"ERROR    {q['where']}: {r.get('error')}"
+    result = r["data"]["result"]
+    if not result:
+        return f"NO DATA  {q['where']}: {q['expr']!r}"
+    if all(s["value"][1] in ("NaN", "+Inf", "-Inf") for s in result):
+        return f"NaN      {q['where']}: {q['expr']!r}"
+    return None
+
+
+def check_dashboards(base, overrides=None, rate_interval="1m", skip_offset=False,
+                     grafana=GRAFANA):
+    """Runs every dashboard query against Prometheus at `base`. Returns (queries run, lines of
+    the queries without data, queries skipped for their `offset`)."""
+    total = 0
+    problems = []
+    skipped = []
+    for q in dashboard_queries(grafana, overrides, rate_interval):
+        if skip_offset and q["offset"]:
+            skipped.append(q)
+            continue
+        total += 1
+        line = check_query(base, q)
+        if line:
+            problems.append(line)
+    return total, problems, skipped
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--prometheus", required=True, help="base URL, e.g. http://127.0.0.1:9090")
@@ -52,58 +136,13 @@ def main():
     args = ap.parse_args()
     overrides = dict(v.split("=", 1) for v in args.var)
 
-    bad = total = skipped = 0
-    for path in sorted(glob.glob(os.path.join(args.grafana, "*.json"))):
-        with open(path, encoding="utf-8") as f:
-            dash = json.load(f)
-        name = os.path.basename(path)
-        values = {"__rate_interval": args.rate_interval, "__interval": args.rate_interval,
-                  "__range": "1h"}
-        for v in dash.get("templating", {}).get("list", []):
-            if v.get("type") == "constant":
-                values[v["name"]] = v.get("query", "")
-            elif v.get("type") == "query":
-                values[v["name"]] = ".+"
-        values.update(overrides)
-
-        def fill(expr):
-            return VAR_RE.sub(lambda m: values.get(m.group(1) or m.group(2), ".+"), expr)
-
-        for v in dash.get("templating", {}).get("list", []):
-            if v.get("type") != "query":
-                continue
-            query = v["query"]["query"] if isinstance(v["query"], dict) else v["query"]
-            m = re.fullmatch(r"\s*label_values\((.*),\s*(\w+)\)\s*", query)
-            if not m:
-                continue
-            total += 1
-            r = get(args.prometheus, f"label/{m.group(2)}/values", {"match[]": fill(m.group(1))})
-            if r.get("status") != "success" or not r.get("data"):
-                bad += 1
-                print(f"NO DATA  {name} variable ${v['name']}: {query}")
-        for panel in walk(dash.get("panels", [])):
-            for t in panel.get("targets", []):
-                expr = t.get("expr", "")
-                if not expr.strip():
-                    continue
-                if args.skip_offset and re.search(r"\boffset\b", expr):
-                    skipped += 1
-                    continue
-                total += 1
-                where = f"{name} [{panel.get('title')}] {t.get('refId')}"
-                r = get(args.prometheus, "query", {"query": fill(expr)})
-                if r.get("status") != "success":
-                    bad += 1
-                    print(f"ERROR    {where}: {r.get('error')}")
-                    continue
-                result = r["data"]["result"]
-                if not result:
-                    bad += 1
-                    print(f"NO DATA  {where}: {expr!r}")
-                elif all(s["value"][1] in ("NaN", "+Inf", "-Inf") for s in result):
-                    bad += 1
-                    print(f"NaN      {where}: {expr!r}")
-    print(f"{total} queries, {bad} without data" + (f", {skipped} with offset skipped" if skipped else ""))
+    total, problems, skipped = check_dashboards(args.prometheus, overrides, args.rate_interval,
+                                                args.skip_offset, args.grafana)
+    for line in problems:
+        print(line)
+    bad = len(problems)
+    print(f"{total} queries, {bad} without data"
+          + (f", {len(skipped)} with offset skipped" if skipped else ""))
     return 1 if bad else 0
 
 
