@@ -255,7 +255,16 @@ constexpr Field kShutdownFields[] = {
      }},
 };
 
+constexpr Field kObservabilityFields[] = {
+    {"keyTracking",
+     [](Loader& l, const Entry& e) {
+       if (auto v = l.readBool(e)) l.config().keyTracking = *v;
+     }},
+};
+
 constexpr Section kLogSection{"log", kLogFields, "e.g. log: {level: info, format: json}"};
+constexpr Section kObservabilitySection{"observability", kObservabilityFields,
+                                        "e.g. observability: {keyTracking: false}"};
 constexpr Section kUpstreamSection{"upstream", kUpstreamFields,
                                    "e.g. upstream: {address: 127.0.0.1:6379}"};
 constexpr Section kLimitsSection{"limits", kLimitsFields, "e.g. limits: {maxClients: 10000}"};
@@ -281,6 +290,7 @@ constexpr Field kTopFields[] = {
     {"upstream", [](Loader& l, const Entry& e) { l.readSection(e, kUpstreamSection); }},
     {"limits", [](Loader& l, const Entry& e) { l.readSection(e, kLimitsSection); }},
     {"shutdown", [](Loader& l, const Entry& e) { l.readSection(e, kShutdownSection); }},
+    {"observability", [](Loader& l, const Entry& e) { l.readSection(e, kObservabilitySection); }},
     {"registry",
      [](Loader& l, const Entry& e) {
        if (auto v = l.readString(e)) {
@@ -304,8 +314,9 @@ constexpr Field kTopFields[] = {
 
 constexpr Section kTopSection{"", kTopFields, "e.g. listen: 127.0.0.1:6380"};
 
-constexpr const Section* kAllSections[] = {&kTopSection, &kLogSection, &kUpstreamSection,
-                                           &kLimitsSection, &kShutdownSection};
+constexpr const Section* kAllSections[] = {&kTopSection,      &kLogSection,
+                                           &kUpstreamSection, &kLimitsSection,
+                                           &kShutdownSection, &kObservabilitySection};
 
 // ---- loader -------------------------------------------------------------------------------
 

@@ -70,6 +70,10 @@ struct Config {
   // The tenant every client connection of the listener is bound to (its keys' <tenant> must
   // be this one); empty: not bound.
   std::string tenant;
+  // observability.keyTracking: hot keys, distinct keys written and big values per pattern on
+  // every request's first key (/hotkeys, /bigkeys and their metrics). Off: those stay empty;
+  // the per-pattern counters and histograms are kept.
+  bool keyTracking = true;
   std::string sourcePath;  // file the config came from, empty for built-in defaults
 };
 

@@ -816,7 +816,7 @@ std::uint64_t ClientSession::pushTracked(Breaker* breaker) {
     WorkerStats::add(pattern.writes);
     pattern.valueBytes.observe(kValueBounds, traffic_.valueBytes);
   }
-  if (!traffic_.key.empty()) {
+  if (!traffic_.key.empty() && worker_.context().config.keyTracking) {
     worker_.recordKey(traffic_.patternId, traffic_.key, traffic_.write, traffic_.valueBytes,
                       s.sentAt);
   }

@@ -275,7 +275,7 @@ TEST_CASE("unknown keys far from any sibling point to the right section", "[conf
   const auto top = onlyError("metrics: true\n", 1, 1, "metrics");
   CHECK_THAT(top.message,
              Contains("remove it, or use one of: listen, admin, threads, log, upstream, limits, "
-                      "shutdown, registry, tenant."));
+                      "shutdown, observability, registry, tenant."));
 }
 
 TEST_CASE("duplicate keys, odd keys and extra documents are errors", "[config][load]") {
@@ -551,4 +551,16 @@ TEST_CASE("the reference and the example mention every key", "[config][docs]") {
                            "--log-level", "--log-format", "--help", "--version"}) {
     CHECK(readme.find(flag) != std::string::npos);
   }
+}
+
+TEST_CASE("observability.keyTracking is a boolean, on by default", "[config][load]") {
+  using keygate::config::loadFromString;
+  CHECK(loadFromString("listen: 127.0.0.1:6380\n", "t.yaml").config.keyTracking);
+  auto off = loadFromString("observability: {keyTracking: false}\n", "t.yaml");
+  REQUIRE(off.ok());
+  CHECK_FALSE(off.config.keyTracking);
+  auto bad = loadFromString("observability:\n  keyTracking: sometimes\n", "t.yaml");
+  REQUIRE(bad.errors.size() == 1);
+  CHECK(bad.errors[0].line == 2);
+  CHECK(bad.errors[0].path == "observability.keyTracking");
 }
