@@ -841,11 +841,15 @@ std::uint64_t ClientSession::pushTracked(Breaker* breaker) {
 void ClientSession::armDeadline(std::uint64_t seq, UpstreamConnection* conn) {
   if (policy_.budget.count() <= 0) return;
   Slot* s = findSlot(seq);
-  const auto now = s != nullptr ? s->sentAt : std::chrono::steady_clock::now();
-  if (s != nullptr) s->deadline = now + policy_.budget;
-  worker_.deadlines().add(
-      now, policy_.budget, shared_from_this(), seq,
-      conn != nullptr ? conn->shared_from_this() : std::shared_ptr<UpstreamConnection>());
+  if (s == nullptr) return;  // answered already (every part failed at once)
+  s->deadline = s->sentAt + policy_.budget;
+  if (conn != nullptr) s->conn = conn->weak_from_this();
+  // One wake-up per session, at its earliest deadline (not one entry per request: a busy
+  // client would keep a budget's worth of them alive). onDeadline re-arms for the next.
+  if (wakeAt_ == Clock::time_point{} || s->deadline < wakeAt_) {
+    wakeAt_ = s->deadline;
+    worker_.deadlines().add(s->sentAt, policy_.budget, shared_from_this(), 0, nullptr);
+  }
 }
 
 ClientSession::Step ClientSession::failNow(Breaker* breaker, Failure kind,
@@ -980,21 +984,37 @@ void ClientSession::retry(std::uint64_t seq, std::uint64_t tagBits) {
   conn->send(requestOf(*s), shared_from_this(), seq | tagBits);
 }
 
-bool ClientSession::onDeadline(std::uint64_t tag) {
+bool ClientSession::onDeadline(std::uint64_t) {
   if (closed_) return false;
-  Slot* s = findSlot(tag);
-  if (s == nullptr || s->ready) return false;
-  if (s->fanout) {
-    expireFanout(std::shared_ptr<Fanout>(s->fanout));
-    flushOutput();
-    maybeResume();
-    return false;  // the parts' connections are not blamed (one of several)
+  const auto now = Clock::now();
+  if (wakeAt_ != Clock::time_point{} && wakeAt_ <= now) wakeAt_ = {};
+  // Every unanswered request whose budget has run out, in request order; then wake up again
+  // at the earliest deadline left.
+  Clock::time_point next{};
+  for (std::uint64_t seq = headSeq_; seq < nextSeq_; ++seq) {
+    Slot* s = findSlot(seq);
+    if (s == nullptr || s->ready || s->deadline == Clock::time_point{}) continue;
+    if (s->deadline > now) {
+      if (next == Clock::time_point{} || s->deadline < next) next = s->deadline;
+      continue;
+    }
+    if (s->fanout) {
+      expireFanout(std::shared_ptr<Fanout>(s->fanout));  // the parts' nodes are not blamed
+      continue;
+    }
+    if (s->breaker != nullptr) worker_.breakerFailure(*s->breaker);
+    auto conn = s->conn.lock();
+    answerFailure(seq, Failure::kTimeout, {});
+    if (conn) conn->noteTimeout();  // may close it: its requests fail now, in order
+    if (closed_) return false;
   }
-  if (s->breaker != nullptr) worker_.breakerFailure(*s->breaker);
-  answerFailure(tag, Failure::kTimeout, {});
+  if (next != Clock::time_point{} && (wakeAt_ == Clock::time_point{} || next < wakeAt_)) {
+    wakeAt_ = next;
+    worker_.deadlines().addAt(next, shared_from_this(), 0);
+  }
   flushOutput();
   maybeResume();
-  return true;
+  return false;
 }
 
 // Traffic metrics

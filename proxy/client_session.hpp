@@ -128,6 +128,7 @@ class ClientSession final : public ReplySink,
     std::uint16_t endpointMetric = 0;
     policies::MissShape absent = policies::MissShape::kNone;  // reads: the "no such key" reply
     std::chrono::steady_clock::time_point sentAt{};
+    std::weak_ptr<UpstreamConnection> conn;  // told of a timeout (timeoutsBeforeReconnect)
   };
 
   // Which kind of upstream connection the client's in-flight requests are on.
@@ -294,6 +295,9 @@ class ClientSession final : public ReplySink,
   std::vector<HiddenCommand> txHidden_;
   const policies::Decision* decided_ = nullptr;  // this request's registry decision, if any
   RequestPolicy policy_;
+  using Clock = std::chrono::steady_clock;
+  // When this session's wake-up in the worker's DeadlineQueue is due ({}: none pending).
+  Clock::time_point wakeAt_{};
   // This request's traffic labels (set by choosePolicy, copied into its slot).
   struct RequestTraffic {
     std::uint16_t patternId = 0;

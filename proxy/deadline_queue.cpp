@@ -32,6 +32,12 @@ void DeadlineQueue::add(Clock::time_point now, std::chrono::milliseconds budget,
   arm(at);
 }
 
+void DeadlineQueue::addAt(Clock::time_point at, std::shared_ptr<DeadlineTarget> target,
+                          std::uint64_t tag) {
+  others_.push(Entry{at, std::move(target), tag, {}});
+  arm(at);
+}
+
 void DeadlineQueue::arm(Clock::time_point at) {
   // A timer already due no later than this (within the resolution) will handle it.
   if (armed_ && armedAt_ <= at + kResolution) return;
@@ -55,13 +61,14 @@ void DeadlineQueue::expire(Entry& entry) {
 void DeadlineQueue::onTimer() {
   const Clock::time_point now = Clock::now();
   Clock::time_point next = Clock::time_point::max();
-  for (auto& lane : lanes_) {
-    while (!lane.entries.empty() && lane.entries.front().at <= now) {
-      Entry entry = std::move(lane.entries.front());
-      lane.entries.pop_front();
+  // By index: a target may add entries (and lanes) while it is told of its deadline.
+  for (std::size_t i = 0; i < lanes_.size(); ++i) {
+    while (!lanes_[i].entries.empty() && lanes_[i].entries.front().at <= now) {
+      Entry entry = std::move(lanes_[i].entries.front());
+      lanes_[i].entries.pop_front();
       expire(entry);
     }
-    if (!lane.entries.empty()) next = std::min(next, lane.entries.front().at);
+    if (!lanes_[i].entries.empty()) next = std::min(next, lanes_[i].entries.front().at);
   }
   while (!others_.empty() && others_.top().at <= now) {
     Entry entry = others_.top();

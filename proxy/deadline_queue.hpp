@@ -47,6 +47,9 @@ class DeadlineQueue {
            std::shared_ptr<DeadlineTarget> target, std::uint64_t tag,
            const std::shared_ptr<UpstreamConnection>& conn);
 
+  // The same at an arbitrary time (kept in a heap: for the odd deadline, not per request).
+  void addAt(Clock::time_point at, std::shared_ptr<DeadlineTarget> target, std::uint64_t tag);
+
   // Drops every entry (shutdown).
   void clear();
   std::size_t size() const;

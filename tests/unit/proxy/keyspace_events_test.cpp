@@ -103,12 +103,14 @@ TEST_CASE("keyspace events: pub/sub frames: messages, confirmations and command 
     CHECK(f.payload == key);
   }
   SECTION("the same as a RESP2 array") {
-    const auto f = decodePubSubFrame(push({"message", "__keyevent@0__:expired", "k:1"}, '*'));
+    const auto frame = push({"message", "__keyevent@0__:expired", "k:1"}, '*');
+    const auto f = decodePubSubFrame(frame);  // views into `frame`: keep it alive
     CHECK(f.kind == PubSubFrame::Kind::kMessage);
     CHECK(f.payload == "k:1");
   }
   SECTION("an empty key") {
-    const auto f = decodePubSubFrame(push({"message", "__keyevent@0__:expired", ""}));
+    const auto frame = push({"message", "__keyevent@0__:expired", ""});
+    const auto f = decodePubSubFrame(frame);
     CHECK(f.kind == PubSubFrame::Kind::kMessage);
     CHECK(f.payload.empty());
   }
