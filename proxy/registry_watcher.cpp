@@ -14,8 +14,9 @@
 namespace keygate::proxy {
 
 std::shared_ptr<const policies::CompiledRegistry> loadCompiledRegistry(
-    const std::string& path, std::vector<config::ConfigError>* errors) {
-  auto loaded = config::loadRegistryFile(path);
+    const std::string& path, std::vector<config::ConfigError>* errors, const std::string* text) {
+  auto loaded =
+      text != nullptr ? config::loadRegistryText(*text, path) : config::loadRegistryFile(path);
   // Patterns are compiled even when the file has other errors, so one run reports every
   // mistake (a bad duration and an overlap together), in file order.
   std::vector<config::ConfigError> compileErrors;
@@ -120,16 +121,19 @@ void RegistryWatcher::reloadIfChanged() {
     if (haveDigest_ && digest == lastDigest_) return;
     haveDigest_ = true;
     lastDigest_ = digest;
-  } else {
-    haveDigest_ = false;  // gone or unreadable (mid-swap): report it, and retry on the next event
+    // Exactly these bytes: the file may be replaced again before a second read, and then one
+    // version would be counted under another's digest (and a refused one counted twice).
+    reload("file changed", &text);
+    return;
   }
+  haveDigest_ = false;  // gone or unreadable (mid-swap): report it, and retry on the next event
   reload("file changed");
 }
 
-std::string RegistryWatcher::reload(std::string_view why) {
+std::string RegistryWatcher::reload(std::string_view why, const std::string* text) {
   auto log = spdlog::get("main");
   std::vector<config::ConfigError> errors;
-  auto fresh = loadCompiledRegistry(path_, &errors);
+  auto fresh = loadCompiledRegistry(path_, &errors, text);
   if (!fresh) {
     context_.registryReloadFailures.fetch_add(1, std::memory_order_relaxed);
     log->error("registry {} ({}): {} error{}; the rules in force stay as they were", path_, why,

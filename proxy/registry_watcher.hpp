@@ -22,9 +22,11 @@ namespace keygate::proxy {
 namespace asio = boost::asio;
 struct ServerContext;
 
-// Loads and compiles a registry file; null with `errors` filled when it is not valid.
+// Loads and compiles a registry file; null with `errors` filled when it is not valid. `text`:
+// the file's bytes, already read (errors still name `path`).
 std::shared_ptr<const policies::CompiledRegistry> loadCompiledRegistry(
-    const std::string& path, std::vector<config::ConfigError>* errors);
+    const std::string& path, std::vector<config::ConfigError>* errors,
+    const std::string* text = nullptr);
 
 class RegistryWatcher {
  public:
@@ -40,7 +42,7 @@ class RegistryWatcher {
   bool start();
   void stop();
   // Reloads now; returns a one-line account ("reloaded: ...", "unchanged: ...", "invalid: ...").
-  std::string reload(std::string_view why);
+  std::string reload(std::string_view why, const std::string* text = nullptr);
 
  private:
   void readEvents();
