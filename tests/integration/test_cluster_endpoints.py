@@ -49,19 +49,13 @@ from typing import Dict, List, Sequence, Tuple
 
 import cluster_harness as ch
 import keygate_harness as h
+from endpoint_timing import EPS, MARGIN, DeadlineAssertions
 
 # --------------------------------------------------------------------------------------------
 # Timing
 # --------------------------------------------------------------------------------------------
 
-# keygate arms a request's deadline when it reads the request, after our send: a reply at the
-# deadline never comes before `budget` measured from our send. EPS absorbs clock granularity.
-EPS = 0.002
-# How late a reply at the deadline may come (timer resolution, ASan, a loaded 2-CPU machine).
-MARGIN = h.scaled(0.25)
-# "At once" / "normal speed": far below every budget used for such checks (the smallest is
-# 300 ms; IMMEDIATE is 200 ms under ASan's scale of 2).
-IMMEDIATE = h.scaled(0.1)
+# EPS, MARGIN, IMMEDIATE and the deadline assertions: endpoint_timing.py.
 # A breaker's `openFor` has passed: the next request probes Redis. Our polling interval, the
 # probe's round trip and ASan fit in this.
 RECOVERY_MARGIN = h.scaled(0.5)
@@ -174,7 +168,7 @@ def resume(proc: ch.ClusterNode) -> None:
             pass
 
 
-class ClusterEndpointsTest(ch.KeygateClusterTestCase):
+class ClusterEndpointsTest(DeadlineAssertions, ch.KeygateClusterTestCase):
     cluster_node_timeout_ms = NODE_TIMEOUT_MS
     admin_port = 0
     maxDiff = None
@@ -269,24 +263,6 @@ class ClusterEndpointsTest(ch.KeygateClusterTestCase):
             n_replicas = len(self.cluster.replicas_of(node))
             acked = c.call("WAIT", n_replicas, int(h.scaled(10) * 1000))
             self.assertEqual(acked, n_replicas, f"WAIT on {node.address}")
-
-    def timed_call(self, conn: h.RespConnection, *args) -> Tuple[bytes, float]:
-        t0 = time.monotonic()
-        raw = conn.call_raw(*args)
-        return raw, time.monotonic() - t0
-
-    def assert_at_deadline(self, elapsed: float, budget_ms: int, what: str) -> None:
-        budget = budget_ms / 1000.0
-        self.assertGreaterEqual(elapsed, budget - EPS,
-                                f"{what}: answered after {elapsed * 1000:.1f} ms, before the "
-                                f"{budget_ms} ms budget ran out")
-        self.assertLessEqual(elapsed, budget + MARGIN,
-                             f"{what}: answered after {elapsed * 1000:.1f} ms, later than the "
-                             f"{budget_ms} ms budget + {MARGIN * 1000:.0f} ms")
-
-    def assert_immediate(self, elapsed: float, what: str) -> None:
-        self.assertLess(elapsed, IMMEDIATE, f"{what}: answered after {elapsed * 1000:.1f} ms, "
-                                            f"not at once (limit {IMMEDIATE * 1000:.0f} ms)")
 
     def check_healthy_gets(self, conn: h.RespConnection, values: Dict[str, bytes],
                            what: str) -> float:

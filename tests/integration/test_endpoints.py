@@ -44,20 +44,13 @@ from contextlib import contextmanager
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import keygate_harness as h
+from endpoint_timing import EPS, MARGIN, DeadlineAssertions
 
 # --------------------------------------------------------------------------------------------
 # Timing
 # --------------------------------------------------------------------------------------------
 
-# keygate arms a request's deadline when it reads the request, after our send: a reply at the
-# deadline can never come before `budget` measured from our send. The epsilon only absorbs clock
-# reading granularity.
-EPS = 0.002
-# How late a reply at the deadline may come (deadline timer resolution, event-loop turns, ASan,
-# a loaded 2-CPU machine, the test's own reading).
-MARGIN = h.scaled(0.25)
-# "At once": far below every budget used for such checks (the smallest is 400 ms).
-IMMEDIATE = h.scaled(0.1)
+# EPS, MARGIN, IMMEDIATE and the deadline assertions: endpoint_timing.py.
 # keygate reconnects a failed upstream in the background, backing off from 100 ms, doubling up to
 # 2 s (proxy/worker.cpp kFirstBackoff / kMaxBackoff).
 MAX_RECONNECT_BACKOFF = 2.0
@@ -524,7 +517,7 @@ class AcceptAndClose:
 # --------------------------------------------------------------------------------------------
 
 
-class EndpointProfilesTest(h.KeygateTestCase):
+class EndpointProfilesTest(DeadlineAssertions, h.KeygateTestCase):
     """One Redis and one keygate (the registry above, `--threads 1`,
     `upstream.timeoutsBeforeReconnect: 0` so that the table's hundreds of simultaneous timeouts
     never close the shared upstream connection) for the table and the selection tests; the late-reply, breaker and
@@ -630,24 +623,6 @@ class EndpointProfilesTest(h.KeygateTestCase):
                 replies.append((raw, time.monotonic() - t0))
             out.append(replies)
         return out
-
-    def timed_call(self, conn: h.RespConnection, *args) -> Tuple[bytes, float]:
-        t0 = time.monotonic()
-        raw = conn.call_raw(*args)
-        return raw, time.monotonic() - t0
-
-    def assert_at_deadline(self, elapsed: float, budget_ms: int, what: str) -> None:
-        budget = budget_ms / 1000.0
-        self.assertGreaterEqual(elapsed, budget - EPS,
-                                f"{what}: answered after {elapsed * 1000:.1f} ms, before the "
-                                f"{budget_ms} ms budget ran out")
-        self.assertLessEqual(elapsed, budget + MARGIN,
-                             f"{what}: answered after {elapsed * 1000:.1f} ms, later than the "
-                             f"{budget_ms} ms budget + {MARGIN * 1000:.0f} ms")
-
-    def assert_immediate(self, elapsed: float, what: str, limit: float = IMMEDIATE) -> None:
-        self.assertLess(elapsed, limit, f"{what}: answered after {elapsed * 1000:.1f} ms, not at "
-                                        f"once (limit {limit * 1000:.0f} ms)")
 
     # ----------------------------------------------------------------------------------------
     # 1. The table, row by row
