@@ -756,9 +756,12 @@ void ClientSession::choosePolicy(Args args, const commands::CommandInfo& info,
   const auto rows = commands::CommandTable::redis70().all();
   traffic_.commandRow = static_cast<std::uint16_t>(&top - rows.data());
   traffic_.write = info.has(commands::kWrite);
-  traffic_.absent = info.has(commands::kRead) || info.name == "getex"
-                        ? policies::missReplyOf(info, args, false).shape
-                        : policies::MissShape::kNone;
+  // A read's "no such key" reply: its hit/miss test, and its fail-open answer (cacheWrite only
+  // matters for writes, so one lookup serves both).
+  const bool read = info.has(commands::kRead) || info.name == "getex";
+  const policies::MissReply readMiss =
+      read ? policies::missReplyOf(info, args, false) : policies::MissReply{};
+  traffic_.absent = readMiss.shape;
   traffic_.valueBytes = 0;
   if (traffic_.write) {
     for (std::size_t i = 2; i < args.size(); ++i)
@@ -770,9 +773,13 @@ void ClientSession::choosePolicy(Args args, const commands::CommandInfo& info,
   policy_.index = static_cast<std::uint16_t>(index);
   policy_.runtime = &worker_.endpoint(static_cast<std::size_t>(index));
   const policies::Endpoint& profile = policy_.runtime->profile;
-  policy_.miss = profile.open
-                     ? policies::missReplyOf(info, args, decided_ != nullptr && decided_->cacheOnly)
-                     : policies::MissReply{};
+  if (!profile.open) {
+    policy_.miss = {};
+  } else if (read && (!info.has(commands::kWrite) || info.name == "getex")) {
+    policy_.miss = readMiss;  // not a write: cacheWrite cannot change the answer
+  } else {
+    policy_.miss = policies::missReplyOf(info, args, decided_ != nullptr && decided_->cacheOnly);
+  }
   policy_.budget = profile.timeout;
   policy_.retriable = false;
   Special special = specialOf(top);
