@@ -140,12 +140,15 @@ std::string usage() {
   std::string out =
       "Usage: keygate [--config FILE] [flags]\n"
       "       keygate check [--explain] FILE\n"
+      "       keygate audit (--upstream HOST:PORT | --cluster HOST:PORT,...) --registry FILE\n"
+      "                     [--rate KEYS_PER_SEC] [--json] ...   (keygate audit --help)\n"
       "\n"
       "keygate is a RESP caching proxy. It listens for Redis clients, enforces the key\n"
       "registry's policies and forwards to Redis. Flags override values from the file.\n"
       "`keygate check FILE` lints a key registry (exit 0 valid, 1 not); with --explain it\n"
       "also prints, per endpoint profile and per pattern, what clients see when Redis is\n"
-      "slow and when it is down.\n"
+      "slow and when it is down. `keygate audit` walks a live Redis with SCAN at a bounded\n"
+      "rate and reports keys per pattern, keys without TTL, orphans and the biggest keys.\n"
       "\n"
       "Flags:\n";
   constexpr std::size_t kColumn = 27;

@@ -96,6 +96,32 @@ std::vector<Problem> crossCheck(const Config& c,
                         "an upstream ACL username needs upstream.password as well; set the "
                         "password, or remove the username to use the default user"});
   }
+  if (c.tls.enabled && (c.tls.certFile.empty() || c.tls.keyFile.empty())) {
+    problems.push_back({{"tls.enabled", "tls.certFile", "tls.keyFile"},
+                        "client TLS needs tls.certFile and tls.keyFile (PEM), e.g. certFile: "
+                        "/etc/keygate/tls/tls.crt, keyFile: /etc/keygate/tls/tls.key"});
+  }
+  if (c.upstream.tls.certFile.empty() != c.upstream.tls.keyFile.empty()) {
+    problems.push_back({{"upstream.tls.certFile", "upstream.tls.keyFile"},
+                        "a client certificate for Redis needs both upstream.tls.certFile and "
+                        "upstream.tls.keyFile; give both, or neither"});
+  }
+  if (!c.adminTokenFile.empty() && !c.admin) {
+    problems.push_back({{"admin.tokenFile", "admin"},
+                        "admin.tokenFile guards the admin listener, and none is configured; "
+                        "set admin.listen, or remove tokenFile"});
+  }
+  if (c.metricsListen && (sameLocalEndpoint(*c.metricsListen, c.listen) ||
+                          (c.admin && sameLocalEndpoint(*c.metricsListen, *c.admin)))) {
+    problems.push_back({{"admin.metricsListen", "listen"},
+                        "admin.metricsListen " + c.metricsListen->str() +
+                            " collides with another listener; give /metrics its own port"});
+  }
+  if (c.acl.enabled() && !c.tenant.empty()) {
+    problems.push_back({{"tenant", "acl.users"},
+                        "with acl.users, tenants are bound per user (acl.users[].tenant); "
+                        "remove the listener-wide tenant"});
+  }
   if (c.admin && sameLocalEndpoint(*c.admin, c.listen)) {
     problems.push_back({{"admin", "listen"},
                         "admin address " + c.admin->str() + " collides with listen " +
@@ -129,9 +155,19 @@ class Loader : public YamlReader {
 
   void readSeeds(const Entry& e);
   void readSection(const Entry& e, const Section& section);
+  // A file path; relative paths are taken from the config file's directory.
+  std::optional<std::string> readPath(const Entry& e);
+  void readRules(const Entry& e, std::vector<AclRule>& out);
+  void readUsers(const Entry& e);
+  AclUserConfig& user() { return *user_; }
 
  private:
   void runCrossChecks();
+  // Secrets named by the config (upstream.passwordFile, admin.tokenFile, acl.passwordsFile).
+  void readSecrets();
+  void readPasswords();
+
+  AclUserConfig* user_ = nullptr;
 
   LoadResult& out_;
 };
@@ -153,6 +189,36 @@ constexpr Field kLogFields[] = {
      }},
 };
 
+constexpr Field kUpstreamTlsFields[] = {
+    {"enabled",
+     [](Loader& l, const Entry& e) {
+       if (auto v = l.readBool(e)) l.config().upstream.tls.enabled = *v;
+     }},
+    {"caFile",
+     [](Loader& l, const Entry& e) {
+       if (auto v = l.readPath(e)) l.config().upstream.tls.caFile = *v;
+     }},
+    {"certFile",
+     [](Loader& l, const Entry& e) {
+       if (auto v = l.readPath(e)) l.config().upstream.tls.certFile = *v;
+     }},
+    {"keyFile",
+     [](Loader& l, const Entry& e) {
+       if (auto v = l.readPath(e)) l.config().upstream.tls.keyFile = *v;
+     }},
+    {"serverName",
+     [](Loader& l, const Entry& e) {
+       if (auto v = l.readString(e)) l.config().upstream.tls.serverName = *v;
+     }},
+    {"verify",
+     [](Loader& l, const Entry& e) {
+       if (auto v = l.readBool(e)) l.config().upstream.tls.verify = *v;
+     }},
+};
+
+constexpr Section kUpstreamTlsSection{"tls", kUpstreamTlsFields,
+                                      "e.g. tls: {enabled: true, caFile: /etc/keygate/tls/ca.crt}"};
+
 constexpr Field kUpstreamFields[] = {
     {"mode",
      [](Loader& l, const Entry& e) {
@@ -173,6 +239,11 @@ constexpr Field kUpstreamFields[] = {
      [](Loader& l, const Entry& e) {
        if (auto v = l.readString(e)) l.config().upstream.password = *v;
      }},
+    {"passwordFile",
+     [](Loader& l, const Entry& e) {
+       if (auto v = l.readPath(e)) l.config().upstream.passwordFile = *v;
+     }},
+    {"tls", [](Loader& l, const Entry& e) { l.readSection(e, kUpstreamTlsSection); }},
     {"connectTimeout",
      [](Loader& l, const Entry& e) {
        if (auto v = l.readDuration(e, kMinConnectTimeout, kMaxConnectTimeout)) {
@@ -262,7 +333,76 @@ constexpr Field kObservabilityFields[] = {
      }},
 };
 
+constexpr Field kClientTlsFields[] = {
+    {"enabled",
+     [](Loader& l, const Entry& e) {
+       if (auto v = l.readBool(e)) l.config().tls.enabled = *v;
+     }},
+    {"certFile",
+     [](Loader& l, const Entry& e) {
+       if (auto v = l.readPath(e)) l.config().tls.certFile = *v;
+     }},
+    {"keyFile",
+     [](Loader& l, const Entry& e) {
+       if (auto v = l.readPath(e)) l.config().tls.keyFile = *v;
+     }},
+    {"caFile",
+     [](Loader& l, const Entry& e) {
+       if (auto v = l.readPath(e)) l.config().tls.caFile = *v;
+     }},
+};
+
+constexpr Field kAdminFields[] = {
+    {"listen",
+     [](Loader& l, const Entry& e) {
+       if (auto v = l.readAddress(e)) l.config().admin = *v;
+     }},
+    {"tokenFile",
+     [](Loader& l, const Entry& e) {
+       if (auto v = l.readPath(e)) l.config().adminTokenFile = *v;
+     }},
+    {"metricsListen",
+     [](Loader& l, const Entry& e) {
+       if (auto v = l.readAddress(e)) l.config().metricsListen = *v;
+     }},
+};
+
+constexpr Field kAclUserFields[] = {
+    {"name",
+     [](Loader& l, const Entry& e) {
+       if (auto v = l.readString(e)) l.user().name = *v;
+     }},
+    {"commands", [](Loader& l, const Entry& e) { l.readRules(e, l.user().commands); }},
+    {"patterns", [](Loader& l, const Entry& e) { l.readRules(e, l.user().patterns); }},
+    {"tenant",
+     [](Loader& l, const Entry& e) {
+       if (auto v = l.readString(e)) l.user().tenant = *v;
+     }},
+};
+
+constexpr Field kAclFields[] = {
+    {"passwordsFile",
+     [](Loader& l, const Entry& e) {
+       if (auto v = l.readPath(e)) l.config().acl.passwordsFile = *v;
+     }},
+    {"users", [](Loader& l, const Entry& e) { l.readUsers(e); }},
+};
+
 constexpr Section kLogSection{"log", kLogFields, "e.g. log: {level: info, format: json}"};
+constexpr Section kClientTlsSection{
+    "tls", kClientTlsFields,
+    "e.g. tls: {enabled: true, certFile: /etc/keygate/tls/tls.crt, keyFile: "
+    "/etc/keygate/tls/tls.key}"};
+constexpr Section kAdminSection{"admin", kAdminFields,
+                                "e.g. admin: {listen: 127.0.0.1:9180, tokenFile: "
+                                "/etc/keygate/admin/token, metricsListen: 0.0.0.0:9181}"};
+constexpr Section kAclUserSection{
+    "users", kAclUserFields,
+    "e.g. - {name: quote-service, commands: [\"@read\", \"@write\"], patterns: [\"quote:*\"]}",
+    "in each entry of 'acl.users:'"};
+constexpr Section kAclSection{"acl", kAclFields,
+                              "e.g. acl: {passwordsFile: /etc/keygate/acl/passwords.yaml, users: "
+                              "[...]}"};
 constexpr Section kObservabilitySection{"observability", kObservabilityFields,
                                         "e.g. observability: {keyTracking: false}"};
 constexpr Section kUpstreamSection{"upstream", kUpstreamFields,
@@ -278,8 +418,15 @@ constexpr Field kTopFields[] = {
      }},
     {"admin",
      [](Loader& l, const Entry& e) {
-       if (auto v = l.readAddress(e)) l.config().admin = *v;
+       // HOST:PORT, or a section with listen, tokenFile and metricsListen.
+       if (e.value.IsMap()) {
+         l.readSection(e, kAdminSection);
+       } else if (auto v = l.readAddress(e)) {
+         l.config().admin = *v;
+       }
      }},
+    {"tls", [](Loader& l, const Entry& e) { l.readSection(e, kClientTlsSection); }},
+    {"acl", [](Loader& l, const Entry& e) { l.readSection(e, kAclSection); }},
     {"threads",
      [](Loader& l, const Entry& e) {
        if (auto v = l.readUint(e, 0, kMaxThreads, kThreadsHint)) {
@@ -314,9 +461,10 @@ constexpr Field kTopFields[] = {
 
 constexpr Section kTopSection{"", kTopFields, "e.g. listen: 127.0.0.1:6380"};
 
-constexpr const Section* kAllSections[] = {&kTopSection,      &kLogSection,
-                                           &kUpstreamSection, &kLimitsSection,
-                                           &kShutdownSection, &kObservabilitySection};
+constexpr const Section* kAllSections[] = {
+    &kTopSection,      &kLogSection,           &kUpstreamSection,    &kLimitsSection,
+    &kShutdownSection, &kObservabilitySection, &kUpstreamTlsSection, &kClientTlsSection,
+    &kAdminSection,    &kAclSection,           &kAclUserSection};
 
 // ---- loader -------------------------------------------------------------------------------
 
@@ -332,6 +480,7 @@ void Loader::load(const std::string& yaml) {
     return;
   }
   walkMap(*this, root, "", kTopSection, std::span<const Section* const>(kAllSections));
+  readSecrets();
   runCrossChecks();
   sortErrors();
 }
@@ -359,6 +508,217 @@ void Loader::readSeeds(const Entry& e) {
     seeds.push_back(*seed);
   }
   config().upstream.seeds = std::move(seeds);
+}
+
+std::optional<std::string> Loader::readPath(const Entry& e) {
+  auto v = readString(e);
+  if (!v) return std::nullopt;
+  if (v->empty()) {
+    report(e.at(), e.path, "an empty path; give a file, or remove the key");
+    return std::nullopt;
+  }
+  // Relative to the config file, so a config and the files it names move together.
+  if (v->front() != '/' && file().find('/') != std::string::npos) {
+    return file().substr(0, file().rfind('/') + 1) + *v;
+  }
+  return v;
+}
+
+void Loader::readRules(const Entry& e, std::vector<AclRule>& out) {
+  if (!e.value.IsSequence()) {
+    const std::string got = e.value.IsNull() ? "nothing" : kindOf(e.value);
+    report(e.at(), e.path,
+           "expected a list, e.g. [\"@read\", \"@write\", \"-flushall\"] for commands or "
+           "[\"cpq:{tenant-<tenant>}:quote:*\"] for patterns, got " +
+               got);
+    return;
+  }
+  for (std::size_t i = 0; i < e.value.size(); ++i) {
+    const YAML::Node item = e.value[i];
+    const Entry entry{item.IsNull() ? e.at() : item.Mark(), item,
+                      e.path + "[" + std::to_string(i) + "]"};
+    auto text = readString(entry);
+    if (!text) continue;
+    if (text->empty()) {
+      report(entry.at(), entry.path, "an empty entry; remove it");
+      continue;
+    }
+    const YAML::Mark at = entry.at();
+    out.push_back(
+        {std::move(*text), at.is_null() ? 0 : at.line + 1, at.is_null() ? 0 : at.column + 1});
+  }
+}
+
+void Loader::readUsers(const Entry& e) {
+  if (!e.value.IsDefined() || e.value.IsNull()) return;
+  if (!e.value.IsSequence()) {
+    report(e.at(), e.path,
+           "expected a list of users, one '- ' entry each, got " + kindOf(e.value) + "; " +
+               std::string(kAclUserSection.example));
+    return;
+  }
+  for (std::size_t i = 0; i < e.value.size(); ++i) {
+    const YAML::Node item = e.value[i];
+    const Entry entry{item.IsNull() ? e.at() : item.Mark(), item,
+                      e.path + "[" + std::to_string(i) + "]"};
+    if (!item.IsMap()) {
+      report(entry.at(), entry.path,
+             "each user is a mapping, got " + kindOf(item) + "; " +
+                 std::string(kAclUserSection.example));
+      continue;
+    }
+    AclUserConfig u;
+    const YAML::Mark at = entry.at();
+    u.line = at.is_null() ? 0 : at.line + 1;
+    u.column = at.is_null() ? 0 : at.column + 1;
+    user_ = &u;
+    walkMap(*this, item, entry.path, kAclUserSection,
+            std::span<const Section* const>(kAllSections));
+    user_ = nullptr;
+    const auto missing = [&](std::string_view key, std::string_view how) {
+      report(at, entry.path, "user has no '" + std::string(key) + "'; " + std::string(how));
+    };
+    bool ok = true;
+    if (u.name.empty()) {
+      missing("name", "give the user a name, e.g. name: quote-service");
+      ok = false;
+    }
+    if (!isSet(entry.path + ".commands")) {
+      missing("commands", "list what it may run, e.g. commands: [\"@read\", \"@write\"]");
+      ok = false;
+    }
+    if (!isSet(entry.path + ".patterns")) {
+      missing("patterns",
+              "list the registry patterns it may touch, e.g. patterns: [\"cpq:*\"], or [\"*\"] "
+              "for every pattern");
+      ok = false;
+    }
+    for (const auto& other : config().acl.users) {
+      if (!u.name.empty() && other.name == u.name) {
+        report(at, entry.path + ".name",
+               "user '" + u.name + "' is defined twice (first on line " +
+                   std::to_string(other.line) + "); define each user once");
+        ok = false;
+      }
+    }
+    if (ok) config().acl.users.push_back(std::move(u));
+  }
+}
+
+namespace {
+
+bool isSha256Hex(std::string_view hex) {
+  return hex.size() == 64 && std::all_of(hex.begin(), hex.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
+}
+
+std::string trimTrailingSpace(std::string text) {
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ' ||
+                           text.back() == '\t')) {
+    text.pop_back();
+  }
+  return text;
+}
+
+}  // namespace
+
+void Loader::readSecrets() {
+  const auto readSecret = [this](const std::string& path, std::string_view key, std::string& out) {
+    if (path.empty() || hasFailed(key)) return;
+    std::string text;
+    if (auto why = readTextFile(path, text)) {
+      report(markOf(key), std::string(key),
+             "cannot read '" + path + "': " + *why +
+                 "; check the path and that the secret is "
+                 "mounted");
+      return;
+    }
+    out = trimTrailingSpace(std::move(text));
+    if (out.empty()) {
+      report(markOf(key), std::string(key), "'" + path + "' is empty; it must hold the secret");
+    }
+  };
+  auto& c = config();
+  if (!c.upstream.passwordFile.empty() && !c.upstream.password.empty()) {
+    report(markOf("upstream.passwordFile"), "upstream.passwordFile",
+           "upstream.password and upstream.passwordFile both give the password; keep one "
+           "(passwordFile, for a mounted secret)");
+  } else {
+    readSecret(c.upstream.passwordFile, "upstream.passwordFile", c.upstream.password);
+  }
+  readSecret(c.adminTokenFile, "admin.tokenFile", c.adminToken);
+  if (c.acl.enabled() || !c.acl.passwordsFile.empty()) readPasswords();
+}
+
+void Loader::readPasswords() {
+  auto& acl = config().acl;
+  if (acl.passwordsFile.empty()) {
+    if (!hasFailed("acl.passwordsFile")) {
+      report(markOf("acl.users"), "acl.users",
+             "users need acl.passwordsFile, the secret file with their password hashes, e.g. "
+             "passwordsFile: /etc/keygate/acl/passwords.yaml");
+    }
+    return;
+  }
+  std::string text;
+  if (auto why = readTextFile(acl.passwordsFile, text)) {
+    report(markOf("acl.passwordsFile"), "acl.passwordsFile",
+           "cannot read '" + acl.passwordsFile + "': " + *why +
+               "; check the path and that the secret is mounted");
+    return;
+  }
+  // Its own reader: errors name the secret file, line and column (never a hash's value).
+  YamlReader secrets(acl.passwordsFile, out_.errors);
+  const auto document = secrets.parse(text);
+  if (!document) return;
+  constexpr std::string_view kFormat =
+      "each line is 'user: \"sha256:<64 lowercase hex digits>\"' (a list of them during a "
+      "rotation); make one with: printf %s 'PASSWORD' | sha256sum";
+  std::map<std::string, std::vector<std::string>, std::less<>> hashes;
+  if (!document->IsNull()) {
+    if (!document->IsMap()) {
+      secrets.report(document->Mark(), "", "expected a mapping of users; " + std::string(kFormat));
+      return;
+    }
+    for (const auto& kv : *document) {
+      if (!kv.first.IsScalar()) {
+        secrets.report(kv.first.Mark(), "",
+                       "user names must be plain names; " + std::string(kFormat));
+        continue;
+      }
+      const std::string name = kv.first.Scalar();
+      std::vector<YAML::Node> items;
+      if (kv.second.IsSequence()) {
+        for (const auto& item : kv.second)
+          items.push_back(item);
+      } else {
+        items.push_back(kv.second);
+      }
+      for (const auto& item : items) {
+        const std::string value = item.IsScalar() ? item.Scalar() : std::string();
+        const std::string_view hex =
+            std::string_view(value).substr(value.rfind("sha256:", 0) == 0 ? 7 : value.size());
+        if (!isSha256Hex(hex)) {
+          secrets.report(item.IsNull() ? kv.first.Mark() : item.Mark(), name,
+                         "not a password hash; " + std::string(kFormat));
+          continue;
+        }
+        hashes[name].emplace_back(hex);
+      }
+    }
+  }
+  for (auto& user : acl.users) {
+    const auto it = hashes.find(user.name);
+    if (it == hashes.end()) {
+      report(YAML::Mark::null_mark(), "acl.users",
+             "user '" + user.name + "' (line " + std::to_string(user.line) +
+                 ") has no password hash in " + acl.passwordsFile + "; add '" + user.name +
+                 ": \"sha256:...\"' to it");
+      continue;
+    }
+    user.passwordHashes = it->second;
+  }
 }
 
 void Loader::readSection(const Entry& e, const Section& section) {

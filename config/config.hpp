@@ -26,12 +26,58 @@ enum class UpstreamMode : std::uint8_t { kStandalone, kCluster };
 // asynchronous) and are not ordered against the client's own writes.
 enum class ReadFrom : std::uint8_t { kMaster, kReplicaPreferred };
 
+// TLS from keygate to Redis (Asio SSL over OpenSSL).
+struct UpstreamTlsConfig {
+  bool enabled = false;
+  std::string caFile;    // trusted CAs for Redis's certificate; empty: the system's store
+  std::string certFile;  // client certificate (Redis `tls-auth-clients yes`), with keyFile
+  std::string keyFile;
+  std::string serverName;  // SNI and the name checked in the certificate; empty: each node's host
+  bool verify = true;      // false: no certificate check (test set-ups only; logged as a warning)
+};
+
+// TLS from clients to keygate's listener (optional; plain TCP when disabled).
+struct ClientTlsConfig {
+  bool enabled = false;
+  std::string certFile;  // keygate's certificate chain (PEM)
+  std::string keyFile;   // its private key (PEM)
+  std::string caFile;    // set: clients must present a certificate signed by one of these CAs
+};
+
+// One rule of a user's command list, with where it was written (the command table lives in
+// proxy/, so names are checked when the ACL is compiled, and errors still point at the file).
+struct AclRule {
+  std::string text;  // "get", "+get", "-flushall", "@read", "-@dangerous", "config|get", "@all"
+  int line = 0;
+  int column = 0;
+};
+
+// A downstream user. Passwords are never in the config: their SHA-256 hashes come from the
+// secret file acl.passwordsFile.
+struct AclUserConfig {
+  std::string name;
+  std::vector<AclRule> commands;  // applied in order, as Redis ACL rules; nothing allowed before
+  std::vector<AclRule> patterns;  // registry pattern texts; '*' in one matches any run of text
+  std::string tenant;             // set: the user's connections are bound to this tenant
+  std::vector<std::string> passwordHashes;  // lowercase hex SHA-256, from passwordsFile
+  int line = 0;
+  int column = 0;
+};
+
+struct AclConfig {
+  std::string passwordsFile;
+  std::vector<AclUserConfig> users;
+  bool enabled() const { return !users.empty(); }
+};
+
 struct UpstreamConfig {
   UpstreamMode mode = UpstreamMode::kStandalone;
   HostPort address{"127.0.0.1", 6379};  // standalone
   std::vector<HostPort> seeds;          // cluster (issue 3)
   std::string username;                 // upstream ACL user (empty: default user)
-  std::string password;                 // empty: no AUTH
+  std::string password;                 // empty: no AUTH (or read from passwordFile)
+  std::string passwordFile;             // file holding the password (a mounted secret)
+  UpstreamTlsConfig tls;
   std::chrono::milliseconds connectTimeout{1000};
   std::uint32_t connectionsPerWorker = 1;  // shared, multiplexed connections per protocol
   ReadFrom readFrom = ReadFrom::kMaster;   // cluster
@@ -59,7 +105,15 @@ struct LimitsConfig {
 struct Config {
   HostPort listen{"127.0.0.1", 6380};
   std::optional<HostPort> admin;  // unset: no admin HTTP listener
-  std::uint32_t threads = 0;      // 0: one worker per core
+  // admin.tokenFile: every admin path but /healthz and /readyz needs `Authorization: Bearer
+  // <token>` (the file's content, trailing whitespace removed). Empty: no token.
+  std::string adminTokenFile;
+  std::string adminToken;
+  // admin.metricsListen: a second listener serving /metrics only, without the token.
+  std::optional<HostPort> metricsListen;
+  ClientTlsConfig tls;        // listener TLS
+  AclConfig acl;              // downstream users; none: clients are not authenticated by keygate
+  std::uint32_t threads = 0;  // 0: one worker per core
   std::string logLevel = "info";  // trace, debug, info, warn, error, critical, off
   LogFormat logFormat = LogFormat::kText;
   UpstreamConfig upstream;

@@ -126,6 +126,7 @@ class Evaluation {
   bool checkChannels();
   bool checkKey(std::size_t i);
   bool checkTenant(const PatternRules& rules, std::string_view key);
+  bool checkAcl(int pattern, std::string_view name, std::string_view what);
   bool checkValueSizes();
   bool applyTtl();
   bool clampOrRefuse(const PatternRules& rules, std::string_view key, std::size_t argIndex,
@@ -248,10 +249,12 @@ bool Evaluation::checkChannels() {
                       "(kind: channel) or fix the channel name")) {
         return true;
       }
+      if (checkAcl(-1, channel, "channel")) return true;
       continue;
     }
     const auto& rules = registry_.rules(static_cast<std::size_t>(p));
     if (out_.pattern < 0) out_.pattern = p;
+    if (checkAcl(p, channel, "channel")) return true;
     if (checkTenant(rules, channel)) return true;
     if (publish && argv_.size() > 2 && argv_[2].size() > rules.maxValueBytes &&
         violate(Reason::kValueTooLarge, &rules,
@@ -264,6 +267,29 @@ bool Evaluation::checkChannels() {
     }
   }
   return false;
+}
+
+bool Evaluation::checkAcl(int pattern, std::string_view name, std::string_view what) {
+  const auto* allowed = context_.allowedPatterns;
+  if (allowed == nullptr) return false;
+  if (pattern >= 0 && static_cast<std::size_t>(pattern) < allowed->size() &&
+      (*allowed)[static_cast<std::size_t>(pattern)] != 0) {
+    return false;
+  }
+  // Security, not hygiene: refused in audit mode too.
+  out_.refuse = true;
+  out_.reason = Reason::kNoPermission;
+  std::string message = "NOPERM keygate: user '" + std::string(context_.user) +
+                        "' has no permissions to access the " + std::string(what) + " '" +
+                        shown(name) + "'";
+  if (pattern >= 0) {
+    message += " (pattern '" + registry_.rules(static_cast<std::size_t>(pattern)).entry->pattern +
+               "' is not in the user's acl patterns)";
+  } else {
+    message += " (it matches no registry pattern)";
+  }
+  out_.error = std::move(message);
+  return true;
 }
 
 bool Evaluation::checkTenant(const PatternRules& rules, std::string_view key) {
@@ -314,9 +340,11 @@ bool Evaluation::checkKey(std::size_t i) {
                  registry_.keys().pattern(static_cast<std::size_t>(closest)).text() + "'";
     }
     message += "; register the key shape in the registry or fix the key name";
-    return violate(Reason::kUnknownKey, nullptr, std::move(message));
+    if (violate(Reason::kUnknownKey, nullptr, std::move(message))) return true;
+    return checkAcl(-1, key, "key");
   }
   scratch_.patterns[i] = p;
+  if (checkAcl(p, key, "key")) return true;
   return checkTenant(registry_.rules(static_cast<std::size_t>(p)), key);
 }
 
@@ -547,6 +575,8 @@ std::string_view reasonName(Reason r) {
       return "ttl_too_long";
     case Reason::kPersist:
       return "ttl_persist";
+    case Reason::kNoPermission:
+      return "no_permission";
     case Reason::kCount:
       break;
   }

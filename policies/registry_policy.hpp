@@ -16,6 +16,7 @@
 //   TTLREQUIRED     a write without a TTL to a pattern with `ttl.missing: reject`
 //   TTLTOOLONG      a TTL above the pattern's ttl.max with `ttl.tooLong: reject`
 //   TTLPERSIST      PERSIST / GETEX PERSIST on a TTL-bound key
+//   NOPERM          an ACL user's key or channel outside its patterns (never audit-only)
 
 #include <array>
 #include <chrono>
@@ -59,6 +60,7 @@ enum class Reason : std::uint8_t {
   kTtlRequired,
   kTtlTooLong,
   kPersist,
+  kNoPermission,
   kCount,
 };
 std::string_view reasonName(Reason r);  // "denied", "unknown_key", ... (metric labels)
@@ -115,6 +117,10 @@ class RandomSource {
 
 struct RequestContext {
   std::string_view tenant;  // empty: not bound to a tenant
+  // An ACL user's patterns: one byte per registry pattern (Acl::allowedPatterns), 1 allowed.
+  // Null: no ACL user, every pattern allowed. `user` names it in errors.
+  const std::vector<std::uint8_t>* allowedPatterns = nullptr;
+  std::string_view user;
   // For EXPIREAT / EXAT / PXAT / RESTORE ABSTTL; the epoch (unset) means "read the clock when
   // needed", so most requests never do.
   std::chrono::system_clock::time_point now{};

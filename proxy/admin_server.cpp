@@ -1,8 +1,10 @@
 #include "proxy/admin_server.hpp"
 
+#include <openssl/crypto.h>
 #include <prometheus/text_serializer.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <boost/asio/read_until.hpp>
 #include <boost/asio/streambuf.hpp>
 #include <boost/asio/write.hpp>
@@ -24,6 +26,39 @@ std::string httpResponse(int status, std::string_view reason, std::string_view c
   out += "Connection: close\r\n\r\n";
   out += body;
   return out;
+}
+
+// The value of header `name` (case-insensitive) in `head`, or empty.
+std::string_view headerValue(std::string_view head, std::string_view name) {
+  std::size_t pos = head.find("\r\n");
+  while (pos != std::string_view::npos && pos + 2 < head.size()) {
+    const std::size_t start = pos + 2;
+    const std::size_t end = head.find("\r\n", start);
+    const std::string_view line =
+        head.substr(start, (end == std::string_view::npos ? head.size() : end) - start);
+    const auto colon = line.find(':');
+    if (colon == name.size() &&
+        std::equal(name.begin(), name.end(), line.begin(), [](char a, char b) {
+          return std::tolower(static_cast<unsigned char>(a)) ==
+                 std::tolower(static_cast<unsigned char>(b));
+        })) {
+      std::string_view value = line.substr(colon + 1);
+      while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
+        value.remove_prefix(1);
+      while (!value.empty() && (value.back() == ' ' || value.back() == '\t'))
+        value.remove_suffix(1);
+      return value;
+    }
+    pos = end;
+  }
+  return {};
+}
+
+bool tokenMatches(std::string_view authorization, const std::string& token) {
+  constexpr std::string_view kBearer = "Bearer ";
+  if (authorization.size() != kBearer.size() + token.size()) return false;
+  if (authorization.substr(0, kBearer.size()) != kBearer) return false;
+  return CRYPTO_memcmp(authorization.data() + kBearer.size(), token.data(), token.size()) == 0;
 }
 
 class AdminConnection : public std::enable_shared_from_this<AdminConnection> {
@@ -53,7 +88,8 @@ class AdminConnection : public std::enable_shared_from_this<AdminConnection> {
       if (sp1 == std::string_view::npos || sp2 == std::string_view::npos) {
         response = httpResponse(400, "Bad Request", "text/plain", "bad request\n");
       } else {
-        response = server_.respond(line.substr(0, sp1), line.substr(sp1 + 1, sp2 - sp1 - 1));
+        response = server_.respond(line.substr(0, sp1), line.substr(sp1 + 1, sp2 - sp1 - 1),
+                                   headerValue(head, "Authorization"));
       }
     }
     response_ = std::move(response);
@@ -73,9 +109,10 @@ class AdminConnection : public std::enable_shared_from_this<AdminConnection> {
 }  // namespace
 
 AdminServer::AdminServer(asio::io_context& io, const ServerContext& context,
-                         const std::vector<std::unique_ptr<Worker>>& workers)
+                         const std::vector<std::unique_ptr<Worker>>& workers, Role role)
     : io_(io),
       context_(context),
+      role_(role),
       workers_(workers),
       acceptor_(io),
       collector_(std::make_shared<ProxyCollector>(context, workers)),
@@ -91,9 +128,21 @@ bool AdminServer::open(const config::HostPort& address) {
 }
 
 void AdminServer::start() {
-  spdlog::get("admin")->info(
-      "admin endpoint on {} (/metrics, /healthz, /readyz, /hotkeys, /bigkeys, /registry)",
-      context_.config.admin ? context_.config.admin->str() : "?");
+  boost::system::error_code ec;
+  const auto local = acceptor_.local_endpoint(ec);
+  const std::string where =
+      ec ? "?" : local.address().to_string() + ":" + std::to_string(local.port());
+  if (role_ == Role::kMetricsOnly) {
+    spdlog::get("admin")->info("metrics endpoint on {} (/metrics only, no token)", where);
+  } else {
+    spdlog::get("admin")->info(
+        "admin endpoint on {} (/metrics, /healthz, /readyz, /hotkeys, /bigkeys, /registry, "
+        "POST /reload){}",
+        where,
+        context_.config.adminToken.empty() ? ""
+                                           : "; bearer token required but on "
+                                             "/healthz and /readyz");
+  }
   accept();
 }
 
@@ -110,9 +159,23 @@ void AdminServer::accept() {
   });
 }
 
-std::string AdminServer::respond(std::string_view method, std::string_view target) const {
+std::string AdminServer::respond(std::string_view method, std::string_view target,
+                                 std::string_view authorization) const {
   const auto query = target.find('?');
   if (query != std::string_view::npos) target = target.substr(0, query);
+  if (role_ == Role::kMetricsOnly) {
+    if (target != "/metrics") {
+      return httpResponse(404, "Not Found", "text/plain",
+                          "this port serves /metrics only; the admin port has the rest\n");
+    }
+  } else if (!context_.config.adminToken.empty() && target != "/healthz" && target != "/readyz" &&
+             !tokenMatches(authorization, context_.config.adminToken)) {
+    std::string out = httpResponse(401, "Unauthorized", "text/plain",
+                                   "this admin path needs Authorization: Bearer <token> "
+                                   "(admin.tokenFile)\n");
+    out.insert(out.find("\r\n") + 2, "WWW-Authenticate: Bearer realm=\"keygate\"\r\n");
+    return out;
+  }
   if (target == "/reload") {
     if (method != "POST") {
       return httpResponse(405, "Method Not Allowed", "text/plain", "use POST /reload\n");

@@ -170,6 +170,24 @@ ClientSession::~ClientSession() {
 void ClientSession::start() {
   boost::system::error_code ignored;
   socket_.set_option(asio::ip::tcp::no_delay(true), ignored);
+  if (const auto& tls = worker_.context().listenerTls) {
+    tls_ = std::make_unique<asio::ssl::stream<asio::ip::tcp::socket&>>(socket_, *tls);
+    handshaking_ = true;
+    tls_->async_handshake(asio::ssl::stream_base::server,
+                          [self = shared_from_this()](const boost::system::error_code& ec) {
+                            self->handshaking_ = false;
+                            if (self->closed_) return;
+                            if (ec) {
+                              WorkerStats::add(self->worker_.stats().tlsHandshakeFailures);
+                              spdlog::get("client")->debug("client {} ({}): TLS handshake: {}",
+                                                           self->id_, self->peer_, ec.message());
+                              self->close();
+                              return;
+                            }
+                            self->startRead();
+                          });
+    return;
+  }
   startRead();
 }
 
@@ -177,19 +195,24 @@ void ClientSession::start() {
 // Reading and parsing
 
 void ClientSession::startRead() {
-  if (reading_ || closing_ || closed_ || paused_) return;
+  if (reading_ || closing_ || closed_ || paused_ || handshaking_) return;
   reading_ = true;
   auto span = in_.prepare(kReadChunk);
-  socket_.async_read_some(asio::buffer(span.data(), span.size()),
-                          [self = shared_from_this()](const boost::system::error_code& ec,
-                                                      std::size_t n) { self->onRead(ec, n); });
+  auto onRead = [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
+    self->onRead(ec, n);
+  };
+  if (tls_) {
+    tls_->async_read_some(asio::buffer(span.data(), span.size()), std::move(onRead));
+  } else {
+    socket_.async_read_some(asio::buffer(span.data(), span.size()), std::move(onRead));
+  }
 }
 
 void ClientSession::onRead(const boost::system::error_code& ec, std::size_t n) {
   reading_ = false;
   if (closed_) return;
   if (ec) {
-    if (ec == asio::error::eof) {
+    if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) {
       // The client finished sending (or we shut reading down to drain): answer what it asked.
       closing_ = true;
       finishIfDone();
@@ -327,6 +350,10 @@ ClientSession::Step ClientSession::handleRequest(const resp::Request& request) {
     message.append(info->name).append("' command");
     return refuse(message);
   }
+  if (worker_.context().acl) {
+    Step step = Step::kNext;
+    if (aclRefuses(args, *info, *top, step)) return step;
+  }
   hidden_.clear();
   decided_ = nullptr;
   if (const policies::CompiledRegistry* registry = worker_.registry()) {
@@ -341,6 +368,11 @@ ClientSession::Step ClientSession::applyRegistry(const policies::CompiledRegistr
                                                  const commands::CommandInfo& top) {
   policies::RequestContext context;
   context.tenant = worker_.context().config.tenant;
+  if (aclUser_ != nullptr) {
+    context.tenant = aclUser_->tenant;
+    context.user = aclUser_->name;
+    context.allowedPatterns = aclPatterns(registry);
+  }
   policies::evaluate(registry, info, top, args, context, worker_.random(), evalScratch_, decision_);
   auto& stats = worker_.stats();
   for (std::size_t r = 0; r < decision_.audited.size(); ++r) {
@@ -462,7 +494,7 @@ ClientSession::Step ClientSession::dispatchCommand(Args args, std::string_view r
       if (redisAnswers) break;
       return handleInfo(args, raw);
     case Special::kAuth:
-      if (inMulti_) break;
+      if (inMulti_ && !worker_.context().acl) break;
       return handleAuth(args, raw);
     case Special::kMulti: {
       if (cluster_ && inMulti_ && multiDeferred_) {
@@ -1849,10 +1881,14 @@ void ClientSession::flushOutput() {
   if (writeInFlight_ || out_.empty() || closed_) return;
   writing_.swap(out_);
   writeInFlight_ = true;
-  asio::async_write(socket_, asio::buffer(writing_),
-                    [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
-                      self->onWritten(ec);
-                    });
+  auto onWritten = [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
+    self->onWritten(ec);
+  };
+  if (tls_) {
+    asio::async_write(*tls_, asio::buffer(writing_), std::move(onWritten));
+  } else {
+    asio::async_write(socket_, asio::buffer(writing_), std::move(onWritten));
+  }
 }
 
 void ClientSession::onWritten(const boost::system::error_code& ec) {

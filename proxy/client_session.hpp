@@ -19,6 +19,7 @@
 // more than maxClientOutputBytes of replies it has not read; it resumes as they drain.
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -26,6 +27,7 @@
 #include <string>
 #include <string_view>
 
+#include "policies/acl.hpp"
 #include "policies/fail_open.hpp"
 #include "policies/registry_policy.hpp"
 #include "proxy/byte_buffer.hpp"
@@ -208,6 +210,13 @@ class ClientSession final : public ReplySink,
   Step handleInfo(Args args, std::string_view raw);
   Step handleReset(std::string_view raw);
   Step handleAuth(Args args, std::string_view raw);
+  // ACL: refuses a request the connection's user may not run (or any before AUTH). True with
+  // `step` set when refused.
+  bool aclRefuses(Args args, const commands::CommandInfo& info, const commands::CommandInfo& top,
+                  Step& step);
+  // AUTH user password against the ACL; replies with an error and returns false on failure.
+  bool aclAuthenticate(std::string_view user, std::string_view password);
+  const std::vector<std::uint8_t>* aclPatterns(const policies::CompiledRegistry& registry);
   void writeHelloReply(int proto);
   void appendKeygateInfo(std::string& out) const;
   Step refuse(std::string_view error);
@@ -272,6 +281,10 @@ class ClientSession final : public ReplySink,
 
   Worker& worker_;
   asio::ip::tcp::socket socket_;
+  // Listener TLS (ServerContext::listenerTls): reads and writes go through it once the
+  // handshake is done.
+  std::unique_ptr<asio::ssl::stream<asio::ip::tcp::socket&>> tls_;
+  bool handshaking_ = false;
   const std::uint64_t id_;
   std::string peer_;
   std::string local_;
@@ -357,6 +370,12 @@ class ClientSession final : public ReplySink,
   // Connection state as Redis would keep it.
   resp::Protocol proto_ = resp::Protocol::kResp2;
   std::string name_;
+  // ACL (ServerContext::acl): the user this connection authenticated as (null: none yet), and
+  // its allowed registry patterns for the registry generation they were computed for.
+  const policies::Acl::User* aclUser_ = nullptr;
+  std::vector<std::uint8_t> aclPatterns_;
+  const policies::CompiledRegistry* aclPatternsFor_ = nullptr;
+  std::uint64_t aclPatternsGeneration_ = ~std::uint64_t{0};
   std::string libName_;
   std::string libVersion_;
   bool inMulti_ = false;

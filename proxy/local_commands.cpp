@@ -1,5 +1,7 @@
 // Commands keygate answers itself, as Redis would answer them on a connection of its own.
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <charconv>
 #include <chrono>
@@ -131,6 +133,19 @@ ClientSession::Step ClientSession::handleHello(Args args) {
         "finish them first");
     return Step::kNext;
   }
+  if (worker_.context().acl) {
+    if (haveAuth) {
+      if (!aclAuthenticate(user, password)) return Step::kNext;
+      haveAuth = false;  // checked by keygate; Redis never sees the client's credentials
+    } else if (aclUser_ == nullptr) {
+      WorkerStats::add(worker_.stats().aclNoAuth);
+      replyError(
+          "NOAUTH HELLO must be called with the client already authenticated, otherwise the "
+          "HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and "
+          "select the RESP protocol version at the same time");
+      return Step::kNext;
+    }
+  }
   if (haveAuth) {
     // Checked by Redis itself, on this client's own connection so the shared ones keep their
     // identity. (Downstream ACL users arrive with the security work.)
@@ -156,6 +171,18 @@ ClientSession::Step ClientSession::handleAuth(Args args, std::string_view raw) {
     replyError("ERR syntax error");
     return Step::kNext;
   }
+  if (worker_.context().acl) {
+    // keygate's own users: checked here, never sent to Redis (its connections keep keygate's
+    // upstream identity).
+    if (inMulti_) {
+      return refuse("ERR keygate: AUTH inside MULTI is not supported; authenticate before MULTI");
+    }
+    const bool legacy = args.size() == 2;  // AUTH password: the user named "default"
+    if (aclAuthenticate(legacy ? std::string_view("default") : args[1], args.back())) {
+      replyLocal("+OK\r\n");
+    }
+    return Step::kNext;
+  }
   Expect expect;
   expect.kind = ExpectKind::kAuth;
   return forwardDedicated(raw, std::move(expect));
@@ -163,6 +190,7 @@ ClientSession::Step ClientSession::handleAuth(Args args, std::string_view raw) {
 
 ClientSession::Step ClientSession::handleReset(std::string_view raw) {
   WorkerStats::add(worker_.stats().commandsLocal);
+  aclUser_ = nullptr;  // as in Redis: RESET logs the connection out
   name_.clear();
   libName_.clear();
   libVersion_.clear();
@@ -364,6 +392,64 @@ std::string ClientSession::rewriteInfoReply(std::string_view frame) const {
     resp::appendBulk(out, text);
   }
   return out;
+}
+
+bool ClientSession::aclRefuses(Args args, const commands::CommandInfo& info,
+                               const commands::CommandInfo& top, Step& step) {
+  (void)args;
+  const bool loginCommand =
+      top.name == "auth" || top.name == "hello" || top.name == "quit" || top.name == "reset";
+  if (aclUser_ == nullptr) {
+    if (loginCommand) return false;
+    WorkerStats::add(worker_.stats().aclNoAuth);
+    step = refuse("NOAUTH Authentication required.");
+    return true;
+  }
+  if (policies::Acl::commandAllowed(*aclUser_, info, top)) return false;
+  WorkerStats::add(worker_.stats().aclCommandDenied);
+  std::string name(info.name);
+  std::replace(name.begin(), name.end(), '|', ' ');
+  step = refuse("NOPERM User " + aclUser_->name + " has no permissions to run the '" + name +
+                "' command");
+  return true;
+}
+
+bool ClientSession::aclAuthenticate(std::string_view user, std::string_view password) {
+  const policies::Acl::User* found = worker_.context().acl->authenticate(user, password);
+  if (found == nullptr) {
+    WorkerStats::add(worker_.stats().aclAuthFailed);
+    // At most one line per second per worker: a password-guessing client cannot flood the
+    // log. Never the password; the user name is capped.
+    static thread_local std::chrono::steady_clock::time_point lastLog{};
+    static thread_local std::uint64_t suppressed = 0;
+    const auto now = std::chrono::steady_clock::now();
+    if (now - lastLog >= std::chrono::seconds(1)) {
+      spdlog::get("client")->warn(
+          "client {} ({}): AUTH failed for user '{}'{}", id_, peer_, user.substr(0, 64),
+          suppressed > 0 ? " (" + std::to_string(suppressed) + " more failures not logged)"
+                         : std::string());
+      lastLog = now;
+      suppressed = 0;
+    } else {
+      ++suppressed;
+    }
+    replyError("WRONGPASS invalid username-password pair or user is disabled.");
+    return false;
+  }
+  WorkerStats::add(worker_.stats().aclAuthOk);
+  aclUser_ = found;
+  aclPatternsFor_ = nullptr;
+  return true;
+}
+
+const std::vector<std::uint8_t>* ClientSession::aclPatterns(
+    const policies::CompiledRegistry& registry) {
+  if (aclPatternsFor_ != &registry || aclPatternsGeneration_ != worker_.endpointGeneration()) {
+    aclPatterns_ = policies::Acl::allowedPatterns(*aclUser_, registry);
+    aclPatternsFor_ = &registry;
+    aclPatternsGeneration_ = worker_.endpointGeneration();
+  }
+  return &aclPatterns_;
 }
 
 }  // namespace keygate::proxy

@@ -11,10 +11,12 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "proxy/audit_command.hpp"
 #include "proxy/check_command.hpp"
 #include "proxy/logging.hpp"
 #include "proxy/registry_watcher.hpp"
 #include "proxy/server.hpp"
+#include "proxy/tls.hpp"
 #include "proxy/version.hpp"
 
 namespace {
@@ -48,6 +50,10 @@ int main(int argc, char** argv) {
   namespace config = keygate::config;
   namespace proxy = keygate::proxy;
 
+  if (argc >= 2 && std::string_view(argv[1]) == "audit") {
+    const std::vector<std::string_view> args(argv + 2, argv + argc);
+    return proxy::runAuditCommand(args, std::cout, std::cerr);
+  }
   if (argc >= 2 && std::string_view(argv[1]) == "check") {
     // `check [--explain] FILE`, the flag before or after the file.
     bool explain = false;
@@ -104,6 +110,29 @@ int main(int argc, char** argv) {
   context.upstream.username = cfg.upstream.username;
   context.upstream.password = cfg.upstream.password;
   context.upstream.connectTimeout = cfg.upstream.connectTimeout;
+  if (cfg.upstream.tls.enabled) {
+    std::string error;
+    context.upstream.tls = proxy::makeUpstreamTlsContext(cfg.upstream.tls, error);
+    if (!context.upstream.tls) {
+      spdlog::get("main")->error("upstream.tls: {}", error);
+      return 2;
+    }
+    context.upstream.tlsServerName = cfg.upstream.tls.serverName;
+    context.upstream.tlsVerify = cfg.upstream.tls.verify;
+    if (!cfg.upstream.tls.verify) {
+      spdlog::get("main")->warn(
+          "upstream.tls.verify is false: Redis's certificate is not checked, so anyone on the "
+          "path can impersonate it; use this only for tests");
+    }
+  }
+  if (cfg.tls.enabled) {
+    std::string error;
+    context.listenerTls = proxy::makeListenerTlsContext(cfg.tls, error);
+    if (!context.listenerTls) {
+      spdlog::get("main")->error("tls: {}", error);
+      return 2;
+    }
+  }
   context.upstream.timeoutsBeforeReconnect = cfg.upstream.timeoutsBeforeReconnect;
   context.limits.maxBulkBytes = cfg.limits.maxBulkBytes;
   context.limits.maxArrayElements = cfg.limits.maxArrayElements;
@@ -136,6 +165,32 @@ int main(int argc, char** argv) {
                 << "; keygate did not start\n";
       return 2;
     }
+  }
+
+  if (cfg.acl.enabled()) {
+    std::vector<config::ConfigError> errors;
+    context.acl = keygate::policies::Acl::compile(cfg.acl, cfg.sourcePath, &errors);
+    for (const auto& user : cfg.acl.users) {
+      const bool everyPattern = user.patterns.size() == 1 && user.patterns[0].text == "*";
+      if (!registry && !everyPattern) {
+        errors.push_back({cfg.sourcePath, user.line, user.column, "acl.users",
+                          "user '" + user.name +
+                              "' lists registry patterns, and no registry is configured; set "
+                              "registry: FILE, or give the user patterns: [\"*\"]"});
+      }
+    }
+    if (!context.acl || !errors.empty()) {
+      printErrors(errors);
+      return 2;
+    }
+    for (const auto& user : context.acl->users()) {
+      if (!registry) break;
+      for (const auto& rule : keygate::policies::Acl::unmatchedRules(user, *registry)) {
+        spdlog::get("main")->warn("acl user '{}': pattern rule '{}' matches no registry pattern",
+                                  user.name, rule);
+      }
+    }
+    spdlog::get("main")->info("acl: {} user(s); clients must AUTH", context.acl->users().size());
   }
 
   proxy::Server server(context);

@@ -271,6 +271,39 @@ std::vector<prometheus::MetricFamily> ProxyCollector::Collect() const {
   }
   out.push_back(std::move(refused));
 
+  prometheus::MetricFamily auth;
+  auth.name = "keygate_acl_auth_total";
+  auth.help = "AUTH and HELLO AUTH attempts against keygate's ACL users, by result";
+  auth.type = MetricType::Counter;
+  prometheus::MetricFamily aclRefused;
+  aclRefused.name = "keygate_acl_refused_total";
+  aclRefused.help =
+      "Requests refused by the ACL: not authenticated (no_auth) or command not allowed "
+      "(command); keys outside a user's patterns count in keygate_registry_refused_total "
+      "{reason=\"no_permission\"}";
+  aclRefused.type = MetricType::Counter;
+  const std::pair<const char*, Counter WorkerStats::*> authResults[] = {
+      {"ok", &WorkerStats::aclAuthOk}, {"failed", &WorkerStats::aclAuthFailed}};
+  for (const auto& [result, field] : authResults) {
+    prometheus::ClientMetric m;
+    m.label = {{"result", result}};
+    m.counter.value = sum(field);
+    auth.metric.push_back(std::move(m));
+  }
+  const std::pair<const char*, Counter WorkerStats::*> aclReasons[] = {
+      {"no_auth", &WorkerStats::aclNoAuth}, {"command", &WorkerStats::aclCommandDenied}};
+  for (const auto& [reason, field] : aclReasons) {
+    prometheus::ClientMetric m;
+    m.label = {{"reason", reason}};
+    m.counter.value = sum(field);
+    aclRefused.metric.push_back(std::move(m));
+  }
+  out.push_back(std::move(auth));
+  out.push_back(std::move(aclRefused));
+
+  out.push_back(family("keygate_client_tls_handshake_failures_total",
+                       "Client connections closed because their TLS handshake failed",
+                       MetricType::Counter, sum(&WorkerStats::tlsHandshakeFailures)));
   out.push_back(family("keygate_protocol_errors_total",
                        "Client connections closed for malformed RESP", MetricType::Counter,
                        sum(&WorkerStats::protocolErrors)));

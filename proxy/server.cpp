@@ -77,6 +77,11 @@ bool Server::open() {
     admin_ = std::make_unique<AdminServer>(io_, context_, workers_);
     if (!admin_->open(*context_.config.admin)) return false;
   }
+  if (context_.config.metricsListen) {
+    metrics_ =
+        std::make_unique<AdminServer>(io_, context_, workers_, AdminServer::Role::kMetricsOnly);
+    if (!metrics_->open(*context_.config.metricsListen)) return false;
+  }
   return true;
 }
 
@@ -95,6 +100,7 @@ int Server::run() {
     waitForReloadSignal();
   }
   if (admin_) admin_->start();
+  if (metrics_) metrics_->start();
   keyspaceEvents_->start();
   std::string upstream = context_.upstream.label();
   if (refresher_) {
@@ -170,6 +176,7 @@ void Server::beginShutdown(int signal) {
   acceptor_.close(ignored);
   acceptRetry_.cancel();
   if (admin_) admin_->stop();
+  if (metrics_) metrics_->stop();
   for (auto& w : workers_)
     w->beginDrain();
   drainDeadline_ = std::chrono::steady_clock::now() + context_.config.shutdownDrainTimeout;

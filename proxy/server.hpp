@@ -54,6 +54,7 @@ class Server {
   std::vector<std::unique_ptr<Worker>> workers_;
   std::size_t nextWorker_ = 0;
   std::unique_ptr<AdminServer> admin_;
+  std::unique_ptr<AdminServer> metrics_;          // admin.metricsListen: /metrics only
   std::unique_ptr<TopologyRefresher> refresher_;  // cluster mode
   std::unique_ptr<RegistryWatcher> registryWatcher_;
   asio::signal_set reloadSignal_;

@@ -39,12 +39,18 @@ struct WorkerStats {
   Counter clusterSplits{0};              // multi-key commands split by slot
   Counter clusterFanouts{0};             // keyless commands sent to every master
   // key registry (indexes: policies::Reason)
-  static constexpr std::size_t kRegistryReasons = 8;
+  static constexpr std::size_t kRegistryReasons = 9;
   std::array<Counter, kRegistryReasons> registryRefused{};  // requests refused, by reason
   std::array<Counter, kRegistryReasons> registryAudited{};  // violations let through (audit)
   Counter ttlInjected{0};    // TTLs added (SET ... PX, hidden PEXPIRE NX)
   Counter ttlClamped{0};     // TTLs lowered to the pattern's max
   Counter keysRewritten{0};  // legacy keys rewritten onto their canonical pattern
+  // downstream ACL (policies/acl.hpp)
+  Counter aclAuthOk{0};             // AUTH / HELLO AUTH accepted
+  Counter aclAuthFailed{0};         // wrong user or password
+  Counter aclNoAuth{0};             // refused: not authenticated yet
+  Counter aclCommandDenied{0};      // refused: command not in the user's rules
+  Counter tlsHandshakeFailures{0};  // client connections closed: TLS handshake failed
 
   // endpoint profiles, by metric id (ServerContext::endpointNames)
   static constexpr std::size_t kMaxEndpoints = 256;

@@ -4,6 +4,7 @@
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/asio/write.hpp>
 
 #include "proxy/resp/reply_reader.hpp"
@@ -95,9 +96,39 @@ void UpstreamConnection::onConnected(const boost::system::error_code& ec) {
     fail(ec.message());
     return;
   }
-  connected_ = true;
   boost::system::error_code ignored;
   socket_.set_option(asio::ip::tcp::no_delay(true), ignored);
+  if (!settings_.tls) {
+    onTransportReady();
+    return;
+  }
+  // TLS: handshake inside the connect timeout, then the RESP handshake as over plain TCP.
+  tls_ = std::make_unique<asio::ssl::stream<asio::ip::tcp::socket&>>(socket_, *settings_.tls);
+  const std::string& name =
+      settings_.tlsServerName.empty() ? settings_.host : settings_.tlsServerName;
+  // SNI only for a name: RFC 6066 forbids an IP address there.
+  boost::system::error_code notAddress;
+  asio::ip::make_address(name, notAddress);
+  if (notAddress) SSL_set_tlsext_host_name(tls_->native_handle(), name.c_str());
+  if (settings_.tlsVerify) {
+    tls_->set_verify_mode(asio::ssl::verify_peer);
+    tls_->set_verify_callback(asio::ssl::host_name_verification(name));
+  } else {
+    tls_->set_verify_mode(asio::ssl::verify_none);
+  }
+  tls_->async_handshake(asio::ssl::stream_base::client,
+                        [self = shared_from_this()](const boost::system::error_code& hec) {
+                          if (self->state_ == State::kFailed) return;
+                          if (hec) {
+                            self->fail("TLS handshake failed: " + hec.message());
+                            return;
+                          }
+                          self->onTransportReady();
+                        });
+}
+
+void UpstreamConnection::onTransportReady() {
+  connected_ = true;
   startRead();
   flush();
 }
@@ -135,19 +166,23 @@ void UpstreamConnection::flush() {
   if (!connected_) return;  // the handshake and everything behind it go out once connected
   writing_.swap(out_);
   writeInFlight_ = true;
-  asio::async_write(socket_, asio::buffer(writing_),
-                    [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
-                      self->writeInFlight_ = false;
-                      if (ec) {
-                        self->fail(ec.message());
-                        return;
-                      }
-                      self->writing_.clear();
-                      if (self->writing_.capacity() > self->idleKeep()) {
-                        std::string().swap(self->writing_);
-                      }
-                      self->flush();
-                    });
+  auto onWritten = [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
+    self->writeInFlight_ = false;
+    if (ec) {
+      self->fail(ec.message());
+      return;
+    }
+    self->writing_.clear();
+    if (self->writing_.capacity() > self->idleKeep()) {
+      std::string().swap(self->writing_);
+    }
+    self->flush();
+  };
+  if (tls_) {
+    asio::async_write(*tls_, asio::buffer(writing_), std::move(onWritten));
+  } else {
+    asio::async_write(socket_, asio::buffer(writing_), std::move(onWritten));
+  }
 }
 
 std::size_t UpstreamConnection::idleKeep() const {
@@ -161,15 +196,21 @@ void UpstreamConnection::startRead() {
   }
   auto span = in_.prepare(want);
   lastReadSize_ = span.size();
-  socket_.async_read_some(asio::buffer(span.data(), span.size()),
-                          [self = shared_from_this()](const boost::system::error_code& ec,
-                                                      std::size_t n) { self->onRead(ec, n); });
+  auto onRead = [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
+    self->onRead(ec, n);
+  };
+  if (tls_) {
+    tls_->async_read_some(asio::buffer(span.data(), span.size()), std::move(onRead));
+  } else {
+    socket_.async_read_some(asio::buffer(span.data(), span.size()), std::move(onRead));
+  }
 }
 
 void UpstreamConnection::onRead(const boost::system::error_code& ec, std::size_t n) {
   if (state_ == State::kFailed) return;
   if (ec) {
-    fail(ec == asio::error::eof ? "connection closed by Redis" : ec.message());
+    const bool closed = ec == asio::error::eof || ec == asio::ssl::error::stream_truncated;
+    fail(closed ? "connection closed by Redis" : ec.message());
     return;
   }
   // A read that filled the buffer means Redis has more queued: read bigger next time, so one

@@ -13,6 +13,8 @@
 // told (onFailure) at once; it never reconnects itself: the worker replaces it.
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <cstdint>
 #include <deque>
@@ -58,6 +60,11 @@ struct UpstreamSettings {
   // Closed (and replaced by the worker) after this many requests in a row got no reply within
   // their budget: the link is likely dead (no RST from a vanished host). 0: never.
   std::uint32_t timeoutsBeforeReconnect = 5;
+  // TLS (upstream.tls): the shared client context (null: plain TCP); the name sent as SNI and
+  // checked in Redis's certificate (empty: `host`); verify false skips the check.
+  std::shared_ptr<asio::ssl::context> tls;
+  std::string tlsServerName;
+  bool tlsVerify = true;
   std::string label() const { return host + ":" + std::to_string(port); }
 };
 
@@ -124,6 +131,7 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
 
   void connect(const asio::ip::tcp::resolver::results_type& endpoints);
   void onConnected(const boost::system::error_code& ec);
+  void onTransportReady();
   void startRead();
   std::size_t idleKeep() const;
   void onRead(const boost::system::error_code& ec, std::size_t n);
@@ -140,6 +148,8 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
   Kind kind_;
   WorkerStats& stats_;
   asio::ip::tcp::socket socket_;
+  // TLS over socket_ when settings_.tls is set: reads and writes go through it.
+  std::unique_ptr<asio::ssl::stream<asio::ip::tcp::socket&>> tls_;
   asio::steady_timer connectTimer_;
   asio::ip::tcp::resolver resolver_;
   State state_ = State::kConnecting;

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <cstdint>
@@ -22,6 +23,7 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "policies/acl.hpp"
 #include "policies/big_keys.hpp"
 #include "policies/hot_keys.hpp"
 #include "policies/hyperloglog.hpp"
@@ -42,6 +44,11 @@ class ClientSession;
 // State shared by all workers; everything mutable here is atomic.
 struct ServerContext {
   config::Config config;
+  // Downstream ACL users (config.acl); null: clients are not authenticated by keygate (AUTH
+  // passes through to Redis).
+  std::shared_ptr<const policies::Acl> acl;
+  // Listener TLS (config.tls); null: plain TCP from clients.
+  std::shared_ptr<asio::ssl::context> listenerTls;
   UpstreamSettings upstream;
   resp::Limits limits;
   std::chrono::steady_clock::time_point startedAt = std::chrono::steady_clock::now();

@@ -16,6 +16,7 @@
 keygate_build_packages=(
   g++ cmake make pkg-config
   libboost-dev libhiredis-dev libyaml-cpp-dev prometheus-cpp-dev libspdlog-dev
+  libssl-dev openssl
   catch2 libbenchmark-dev
 )
 keygate_peer_packages=(

@@ -710,9 +710,12 @@ class KeygateProcess(ManagedProcess):
 
     def __init__(self, workdir: str, upstream_port: Optional[int], config: Optional[str] = None,
                  extra_args: Sequence[str] = (), name: str = "keygate",
-                 env_overrides: Optional[dict] = None):
+                 env_overrides: Optional[dict] = None, password: Optional[str] = None):
         super().__init__(name, workdir)
         self.port = 0
+        # With ACL users configured: the readiness probe logs in with AUTH <password> (the
+        # ACL's `default` user) before its PING.
+        self.password = password
         self.upstream_port = upstream_port
         self.config = config
         self.extra_args = list(extra_args)
@@ -741,7 +744,7 @@ class KeygateProcess(ManagedProcess):
             self._spawn(args, env=env)
             if not wait_ready:
                 return self
-            state = _wait_ready(self, self.port, timeout)
+            state = _wait_ready(self, self.port, timeout, password=self.password)
             if state == "ok":
                 return self
             self.stop(scaled(10))
@@ -800,6 +803,7 @@ class KeygateTestCase(unittest.TestCase):
     keygate_env: Optional[dict] = None
     redis_args: Sequence[str] = ()
     redis_password: Optional[str] = None
+    keygate_password: Optional[str] = None
 
     workdir: str
     redis: RedisServer
@@ -814,7 +818,8 @@ class KeygateTestCase(unittest.TestCase):
         cls.addClassCleanup(cls.redis.stop, 10)
         cls.redis.start()
         cls.keygate = KeygateProcess(cls.workdir, cls.redis.port, config=cls.keygate_config,
-                                     extra_args=cls.keygate_args, env_overrides=cls.keygate_env)
+                                     extra_args=cls.keygate_args, env_overrides=cls.keygate_env,
+                                     password=cls.keygate_password)
         cls.addClassCleanup(cls._stop_keygate_checked)
         cls.keygate.start()
 

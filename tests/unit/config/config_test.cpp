@@ -272,10 +272,10 @@ TEST_CASE("unknown keys far from any sibling point to the right section", "[conf
   const auto nothing = onlyError("shutdown:\n  grace: 5s\n", 2, 3, "shutdown.grace");
   CHECK(nothing.message == "unknown key 'grace'; remove it, or use one of: drainTimeout.");
 
-  const auto top = onlyError("metrics: true\n", 1, 1, "metrics");
+  const auto top = onlyError("zzz: true\n", 1, 1, "zzz");
   CHECK_THAT(top.message,
-             Contains("remove it, or use one of: listen, admin, threads, log, upstream, limits, "
-                      "shutdown, observability, registry, tenant."));
+             Contains("remove it, or use one of: listen, admin, tls, acl, threads, log, upstream, "
+                      "limits, shutdown, observability, registry, tenant."));
 }
 
 TEST_CASE("duplicate keys, odd keys and extra documents are errors", "[config][load]") {
