@@ -1,23 +1,51 @@
-# keygate container: build with the same dependency script the README's commands use, run as
-# a non-root user in a slim image. (Kubernetes manifests, probes and hardening: issue 7.)
+# keygate container image.
+#
+#   docker build -t keygate .
+#   docker run --rm --read-only --tmpfs /tmp -p 127.0.0.1:6380:6379 -p 127.0.0.1:9181:9181 \
+#     keygate --upstream REDIS_HOST:6379          (then: redis-cli -p 6380)
+#
+# Build stage: the same two scripts a developer and CI run (scripts/deps.sh installs the Debian
+# packages, scripts/build is the Release build scripts/run uses; tests/deploy/test_dockerfile.py
+# checks both, and that the runtime stage installs a package for every library keygate links).
+# Runtime stage: debian:12-slim with only keygate's runtime libraries, user 10001, nothing
+# written outside /tmp, so it runs with a read-only root filesystem.
+# Kubernetes sidecar manifests: deploy/ (kustomize).
 
 FROM debian:12 AS build
 WORKDIR /src
+# Dependencies first: this layer is rebuilt only when the package list changes.
+COPY scripts/deps.sh scripts/deps.sh
+RUN ./scripts/deps.sh build
 COPY . .
-RUN ./scripts/deps.sh build \
- && cmake -S . -B /build -DCMAKE_BUILD_TYPE=Release -DKEYGATE_BUILD_TESTS=OFF \
- && cmake --build /build -j"$(nproc)" --target keygate \
- && strip /build/proxy/keygate
+RUN KEYGATE_BUILD_DIR=/src/build-release KEYGATE_JOBS="$(nproc)" ./scripts/build \
+ && strip /src/build-release/proxy/keygate
 
 FROM debian:12-slim
+# One package per shared library keygate links (ldd: libcrypto/libssl, yaml-cpp, spdlog, fmt,
+# prometheus-cpp core; hiredis and prometheus-cpp pull are not linked), plus the CA bundle.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      libyaml-cpp0.7 libspdlog1.10 libfmt9 libprometheus-cpp-core1.0 \
+      ca-certificates \
+      libfmt9 \
+      libprometheus-cpp-core1.0 \
+      libspdlog1.10 \
+      libssl3 \
+      libyaml-cpp0.7 \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 --no-create-home keygate
-COPY --from=build /build/proxy/keygate /usr/local/bin/keygate
-COPY config/keygate.example.yaml /etc/keygate/keygate.yaml
-USER 10001
-EXPOSE 6379 9180
-ENTRYPOINT ["/usr/local/bin/keygate"]
-CMD ["--config", "/etc/keygate/keygate.yaml"]
+ && groupadd --system --gid 10001 keygate \
+ && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
+      --shell /usr/sbin/nologin keygate
+
+COPY --from=build /src/build-release/proxy/keygate /usr/local/bin/keygate
+# The example registry and a default config (both replaced by mounts in Kubernetes: the
+# config directory by a ConfigMap, the registry by another one at /etc/keygate/registry/).
+COPY config/examples/ /etc/keygate/examples/
+COPY deploy/docker/keygate.yaml /etc/keygate/config/keygate.yaml
+
+# keygate writes nothing but (at most) temporary files; mount an emptyDir or tmpfs here.
+VOLUME ["/tmp"]
+WORKDIR /tmp
+USER 10001:10001
+# 6379 clients, 9180 admin (/healthz, /readyz, /metrics, ...), 9181 /metrics only.
+EXPOSE 6379 9180 9181
+ENTRYPOINT ["/usr/local/bin/keygate", "--config", "/etc/keygate/config/keygate.yaml"]
