@@ -1,10 +1,11 @@
 #!/usr/bin/python3
-"""Runs every query of the Grafana dashboards in grafana/ against a live Prometheus and reports
-the ones that return no data (or only NaN): the acceptance check "every panel's query returns
-data from a real Prometheus that scraped keygate under load" (SPEC section 6).
+"""Runs every query of the Grafana dashboards in grafana/ (and, with --runbook, every ```promql
+block of docs/runbook.md) against a live Prometheus and reports the ones that return no data (or
+only NaN): the acceptance check "every panel's query returns data from a real Prometheus that
+scraped keygate under load" (SPEC section 6).
 
     /usr/bin/python3 tests/alerts/check_dashboard_queries.py --prometheus http://127.0.0.1:9090 \
-        [--var job=keygate] [--rate-interval 1m] [--skip-offset]
+        [--var job=keygate] [--rate-interval 1m] [--skip-offset] [--runbook [PATH]]
 
 Grafana variables become regexes matching everything (`.+`) unless set with --var; constants
 keep their value; $__rate_interval becomes --rate-interval (at least 4 scrape intervals).
@@ -12,8 +13,14 @@ Queries with `offset` (comparisons with an hour ago) need that much history: --s
 leaves them out. Template variable queries (label_values) are checked too. Exits 1 if any
 query fails, returns nothing or returns only NaN. Standard library only.
 
-Importable: dashboard_queries() lists the queries, check_query() / check_dashboards() run them
-(tests/integration/test_observability.py uses them against a Prometheus it starts itself).
+Runbook queries are plain PromQL (no variables), run as written. A runbook query that filters on
+a failure state (`... == 0`) legitimately returns nothing on a healthy system: this script
+reports it like any other; tests/integration/test_observability.py keeps the explicit list of
+those it accepts.
+
+Importable: dashboard_queries() / runbook_queries() list the queries, check_query() /
+check_dashboards() run them (tests/integration/test_observability.py uses them against a
+Prometheus it starts itself; tests/alerts/lint_runbook.py lints the runbook's blocks).
 """
 
 import argparse
@@ -27,6 +34,7 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 GRAFANA = os.path.normpath(os.path.join(HERE, "..", "..", "grafana"))
+RUNBOOK = os.path.normpath(os.path.join(HERE, "..", "..", "docs", "runbook.md"))
 VAR_RE = re.compile(r"\$(?:\{([A-Za-z0-9_]+)(?::[a-z]+)?\}|([A-Za-z0-9_]+))")
 
 
@@ -89,6 +97,60 @@ def dashboard_queries(grafana=GRAFANA, overrides=None, rate_interval="1m"):
                        "offset": bool(re.search(r"\boffset\b", expr))}
 
 
+FENCE_OPEN_RE = re.compile(r"^(\s*)```([A-Za-z0-9_+-]*)\s*$")
+FENCE_CLOSE_RE = re.compile(r"^\s*```\s*$")
+HEADING_RE = re.compile(r"^(#{1,6})\s+(.*?)\s*$")
+
+
+def fenced_blocks(path, lang):
+    """Every fenced code block of Markdown file `path` whose info string is `lang` (e.g.
+    "promql", "yaml"). Yields dicts: `line` (1-based line of the opening fence), `section`
+    (the nearest heading above it, "14.1 Redis memory near limit > First 5 minutes" for a
+    level-3 heading under a level-2 one), `text` (the block's lines, its fence's indentation
+    removed). An unclosed fence raises ValueError."""
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    headings = {}
+    i = 0
+    while i < len(lines):
+        m = FENCE_OPEN_RE.match(lines[i])
+        if m:
+            indent, info = len(m.group(1)), m.group(2)
+            start = i
+            body = []
+            i += 1
+            while i < len(lines) and not FENCE_CLOSE_RE.match(lines[i]):
+                line = lines[i]
+                body.append(line[indent:] if line[:indent].strip() == "" else line.lstrip())
+                i += 1
+            if i >= len(lines):
+                raise ValueError(f"{path}:{start + 1}: code block never closed")
+            if info == lang:
+                levels = sorted(headings)
+                section = " > ".join(headings[k] for k in levels if k >= 2) or \
+                    headings.get(1, "")
+                yield {"line": start + 1, "section": section, "text": "\n".join(body)}
+            i += 1
+            continue
+        h = HEADING_RE.match(lines[i])
+        if h:
+            level = len(h.group(1))
+            headings = {k: v for k, v in headings.items() if k < level}
+            headings[level] = h.group(2)
+        i += 1
+
+
+def runbook_queries(path=RUNBOOK):
+    """Every ```promql block of the runbook, one query each, in the shape of
+    dashboard_queries(): `kind` "runbook", `where` ("docs/runbook.md:LINE section"), `expr`
+    (the block), `query` (the same, stripped), `offset`."""
+    rel = os.path.relpath(path, os.path.normpath(os.path.join(HERE, "..", "..")))
+    for block in fenced_blocks(path, "promql"):
+        expr = block["text"].strip()
+        yield {"kind": "runbook", "where": f"{rel}:{block['line']} ({block['section']})",
+               "expr": expr, "query": expr, "offset": bool(re.search(r"\boffset\b", expr))}
+
+
 def check_query(base, q):
     """Runs one query of dashboard_queries() against Prometheus at `base`. Returns None when it
     returned data, else a line saying why not ("NO DATA ...", "ERROR ...", "NaN ...")."""
@@ -133,11 +195,22 @@ def main():
     ap.add_argument("--rate-interval", default="1m")
     ap.add_argument("--skip-offset", action="store_true")
     ap.add_argument("--grafana", default=GRAFANA)
+    ap.add_argument("--runbook", nargs="?", const=RUNBOOK, metavar="PATH",
+                    help=f"also run the ```promql blocks of PATH (default {RUNBOOK})")
     args = ap.parse_args()
     overrides = dict(v.split("=", 1) for v in args.var)
 
     total, problems, skipped = check_dashboards(args.prometheus, overrides, args.rate_interval,
                                                 args.skip_offset, args.grafana)
+    if args.runbook:
+        for q in runbook_queries(args.runbook):
+            if args.skip_offset and q["offset"]:
+                skipped.append(q)
+                continue
+            total += 1
+            line = check_query(args.prometheus, q)
+            if line:
+                problems.append(line)
     for line in problems:
         print(line)
     bad = len(problems)

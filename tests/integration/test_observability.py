@@ -1,7 +1,7 @@
 #!/usr/bin/python3
-"""Observability acceptance (SPEC section 6, issue 6): keygate's /metrics, /hotkeys and
-/bigkeys under load, scraped by a real Prometheus, with every Grafana panel query and every
-alert expression evaluated against it.
+"""Observability acceptance (SPEC section 6, issues 6 and 7): keygate's /metrics, /hotkeys and
+/bigkeys under load, scraped by a real Prometheus, with every Grafana panel query, every alert
+expression and every query of the runbook (docs/runbook.md) evaluated against it.
 
 Set-up (once per class, about 20 s):
   - redis-server with `--maxmemory 4mb --maxmemory-policy allkeys-lru
@@ -19,7 +19,8 @@ Set-up (once per class, about 20 s):
   - load for LOAD_SECONDS through keygate A from client names that select endpoint profiles:
     catalog-service/view (catalog-view, open: big writes of 48-100 KiB to versioned catalog
     offerings force evictions, reads of offerings, the active catalog pointer, the current
-    offering and a legacy key that is rewritten), pricing-service/preview (price-preview, open),
+    offering and a legacy key that is rewritten), pricing-service/preview (price-preview,
+    open; with invalidations, DEL, and writes asking for a TTL over ttl.max: ttl_too_long),
     quote-service/workspace (quote-workspace, open), approval-service/worklist (worklist-view,
     open), order-service/create-order (order-create, closed: idempotency keys),
     api-gateway/public-api (rate-limit-public, closed: INCR of rate buckets), an unnamed client
@@ -48,6 +49,11 @@ Checks:
     (`a > 2 * (b)` -> `a`, `2 * (b)`); each operand must return data (non-empty, not only NaN).
     Operands with `offset` that return nothing are listed as skipped (they need history).
     Also: every rule evaluated by Prometheus has health "ok" (no evaluation error).
+  - test_runbook_queries_return_data: every ```promql block of docs/runbook.md
+    (check_dashboard_queries.runbook_queries(), run as written) returns a non-empty result that
+    is not only NaN / Inf, except the queries listed in RUNBOOK_EXPECTED_EMPTY, each with the
+    reason it returns nothing on a healthy system; those must still run without error, and
+    every entry of that list must still be a query of the runbook.
   - test_budget_bounds_match_bucket_labels: the latency budget burn panel joins
     keygate_endpoint_budget_seconds (formatted by count_values, e.g. "0.1") with the `le` of
     keygate_endpoint_request_duration_seconds_bucket; every budget that is numerically one of
@@ -102,6 +108,18 @@ PAUSE_AT = 5.0           # Redis SIGSTOPped this far into the load ...
 PAUSE_SECONDS = 1.5      # ... for this long (> every budget of the example registry: 1s max)
 RATE_INTERVAL = "1m"     # $__rate_interval: covers the whole load phase
 JOB = "keygate"
+
+# Runbook queries that select a failure state this test does not create, so that they return
+# nothing here (exact query text -> why). Keep it short: prefer queries that show every series
+# (`min by (node) (...)`) to ones that filter (`... == 0`).
+RUNBOOK_EXPECTED_EMPTY = {
+    "min by (node) (keygate_keyspace_notifications_enabled) == 0":
+        "lists the Redis nodes without eviction/expiry events; every node here has them on "
+        "(--notify-keyspace-events Exe)",
+    "keygate_ready == 0":
+        "lists the sidecars that are not ready; both are ready when the queries run (the "
+        "Redis pause is over by then)",
+}
 
 # Patterns of the example registry, as keygate names them in the `pattern` label.
 P_OFFERING = ("cpq:{tenant-<tenant>}:catalog:offering:<offeringId>:"
@@ -474,6 +492,10 @@ class ObservabilityTest(h.KeygateTestCase):
                      f"rev-{rng.randrange(3)}:policy-v7")
                 sensitive.add(k)
                 cmds += [("GET", k), ("SET", k, "p" * rng.randint(100, 3000))]
+            if rng.random() < 0.2:  # QuoteChanged: the preview is invalidated
+                cmds.append(("DEL", k))
+            if rng.random() < 0.1:  # over the pattern's ttl.max 10m (tooLong: reject)
+                cmds.append(("SET", k, "p" * 100, "EX", "3600"))
             load.pipeline(conn, cmds)
 
         def quote(conn, rng):
@@ -606,6 +628,15 @@ class ObservabilityTest(h.KeygateTestCase):
             cls.evaluate_alerts(base)
         except Exception as exc:  # noqa: BLE001
             cls.alert_problems.append(f"evaluation failed: {exc!r}")
+        # Runbook.
+        cls.runbook_total = 0
+        cls.runbook_report: List[str] = []
+        cls.runbook_problems: List[str] = []
+        cls.runbook_expected_empty: List[str] = []
+        try:
+            cls.evaluate_runbook(base)
+        except Exception as exc:  # noqa: BLE001
+            cls.runbook_problems.append(f"evaluation failed: {exc!r}")
         # Budget bounds.
         cls.budget_problems: List[str] = []
         try:
@@ -652,6 +683,25 @@ class ObservabilityTest(h.KeygateTestCase):
                                          else "empty")
                 cls.alert_problems.append(f"{rule['name']}: operand {flat} -> {why}")
         cls.alert_rule_count = len(rules)
+
+    @classmethod
+    def evaluate_runbook(cls, base: str) -> None:
+        queries = list(dq.runbook_queries())
+        texts = {q["query"] for q in queries}
+        for stale in sorted(set(RUNBOOK_EXPECTED_EMPTY) - texts):
+            cls.runbook_problems.append(f"RUNBOOK_EXPECTED_EMPTY lists {stale!r}, which is no "
+                                        f"longer a query of docs/runbook.md")
+        for q in queries:
+            cls.runbook_total += 1
+            line = dq.check_query(base, q)
+            cls.runbook_report.append(f"{q['where']}: {line or 'data'}")
+            if line is None:
+                continue
+            if q["query"] in RUNBOOK_EXPECTED_EMPTY and line.startswith("NO DATA"):
+                cls.runbook_expected_empty.append(
+                    f"{q['query']} ({RUNBOOK_EXPECTED_EMPTY[q['query']]})")
+                continue
+            cls.runbook_problems.append(line)
 
     @classmethod
     def evaluate_budget_bounds(cls, base: str) -> None:
@@ -731,6 +781,19 @@ class ObservabilityTest(h.KeygateTestCase):
         self.assertFalse(self.alert_problems,
                          "alert expressions whose selectors or operands returned no data:\n"
                          + "\n".join(self.alert_problems))
+
+    def test_runbook_queries_return_data(self):
+        sys.stderr.write(f"[observability] runbook: {self.runbook_total} queries run, "
+                         f"{len(self.runbook_problems)} without data, "
+                         f"{len(self.runbook_expected_empty)} empty as expected: "
+                         f"{self.runbook_expected_empty}\n")
+        self.assertGreaterEqual(self.runbook_total, 30, "too few ```promql blocks found in "
+                                "docs/runbook.md")
+        self.assertFalse(self.problems_in_setup + self.runbook_problems,
+                         f"{len(self.runbook_problems)} of {self.runbook_total} runbook queries "
+                         f"returned no data from Prometheus scraping keygate under load "
+                         f"(load: {self.load_summary}):\n"
+                         + "\n".join(self.problems_in_setup + self.runbook_problems))
 
     def test_budget_bounds_match_bucket_labels(self):
         self.assertFalse(self.budget_problems,
