@@ -125,6 +125,15 @@ for t in $TARGETS; do
         standalone:nutcracker)
             bench_start_nutcracker "$REDIS_PORT"
             PORT[$t]=$NC_PORT PID[$t]=$NC_PID ;;
+        # keygate-t1-notrack / keygate-t2-notrack: the same with observability.keyTracking off
+        # (a --config file that says only that), to price key tracking within one run.
+        *:keygate-t[12]-notrack)
+            [[ $MODE == standalone ]] || bench_die "$t: MODE=standalone only"
+            [[ " ${KEYGATE_ARGS:-} " != *" --config "* ]] || bench_die "$t adds its own --config; KEYGATE_ARGS has one"
+            printf 'observability:\n  keyTracking: false\n' >"$BENCH_TMP/notrack.yaml"
+            KEYGATE_ARGS="${KEYGATE_ARGS:-} --config $BENCH_TMP/notrack.yaml" \
+                bench_start_keygate "$t" "${t:9:1}" "$REDIS_PORT"
+            PORT[$t]=$KG_PORT PID[$t]=$KG_PID ADMIN[$t]=$KG_ADMIN_PORT ;;
         standalone:keygate-t*)
             bench_start_keygate "$t" "${t#keygate-t}" "$REDIS_PORT"
             PORT[$t]=$KG_PORT PID[$t]=$KG_PID ADMIN[$t]=$KG_ADMIN_PORT ;;
@@ -299,7 +308,9 @@ for k in sorted(rng.sample(range(n), min(1000, n))): print("PTTL key:%012d" % k)
     POLICY_LINES+=("- policies: TTLs in Redis after the run: ${s_ok:-0} of ${s_n:-0} sampled keys \`key:...\` have a PTTL in (0, 65m] (the 1h + 5m policy), ${s_none:-0} none; the last SET run was ${last_setter:-?}'s")
     for t in $TARGETS; do
         [[ $t == keygate-t* && -z ${DEAD[$t]:-} ]] || continue
-        probe="key:$(printf '%012d' $((999999999000 + ${t#keygate-t})))"
+        probe_n=${t:9:1}
+        [[ $t == *-notrack ]] && probe_n=$((probe_n + 2))
+        probe="key:$(printf '%012d' $((999999999000 + probe_n)))"
         r_set=$(timeout 10 redis-cli -h 127.0.0.1 -p "${PORT[$t]}" SET "$probe" v 2>&1 | tr -d '\r')
         r_ttl=$(timeout 10 "${cli[@]}" PTTL "$probe" 2>&1 | tr -d '\r')
         r_big=$(head -c $((POLICY_MAX_VALUE + 1)) /dev/zero | tr '\0' x |
@@ -469,6 +480,25 @@ if checks:
         lat = None if dp99 is None or nc_dp99 is None else dp99 < nc_dp99
         print(f"| {name} | {yn(above)}{detail} | {yn(meets)} ({fmt(ratio, '.2f')} vs {goal}) | "
               f"{yn(lat)} ({fmt(dp99, '+.3f')} vs {fmt(nc_dp99, '+.3f')} ms) |")
+    print()
+
+# Every keygate target against nutcracker (e.g. with and without key tracking, side by side).
+kg_targets = [t for t in targets if t.startswith("keygate")]
+if mode == "standalone" and "nutcracker" in targets and len(kg_targets) > 1:
+    print("### keygate targets x nutcracker (medians of per-round ratios)")
+    print()
+    print("| row | " + " | ".join(kg_targets) + " |")
+    print("|---|" + "---:|" * len(kg_targets))
+    for (s, p, test) in groups:
+        nc = by.get((s, p, test, "nutcracker"), {})
+        cells = []
+        for t in kg_targets:
+            runs = by.get((s, p, test, t), {})
+            r = med(num(x["rps"]) / num(nc[k]["rps"]) for k, x in runs.items()
+                    if k in nc and num(x["rps"]) and num(nc[k]["rps"]))
+            cpu = med(num(x["proxy_cpu_us"]) for x in runs.values())
+            cells.append(f"{fmt(r, '.2f')} ({fmt(cpu, '.2f')} us/req)")
+        print(f"| {test.upper()} P{p} {s} B | " + " | ".join(cells) + " |")
     print()
 
 if cluster_checks:

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <bit>
 #include <charconv>
+#include <cmath>
 #include <unordered_map>
 
 #include "policies/key_hash.hpp"
@@ -50,8 +51,59 @@ void trackedKeyForm(std::string_view key, std::string& out) {
   out.append(" bytes)");
 }
 
-HotKeys::HotKeys(std::size_t capacity, Clock::duration window)
-    : capacity_(std::clamp<std::size_t>(capacity, 1, kMaxCapacity)), window_(window) {}
+HotKeys::HotKeys(std::size_t capacity, Clock::duration window, unsigned maxSampleShift)
+    : capacity_(std::clamp<std::size_t>(capacity, 1, kMaxCapacity)),
+      window_(window),
+      maxShift_(std::min(maxSampleShift, kMaxSampleShift)) {}
+
+// The slow path of sample(): this request is sampled. Its weight is 2^gapShift_, the inverse of
+// the probability the gap that ends here was drawn with (so a key's recorded weight stays an
+// unbiased estimate of its requests while the rate changes). Then the rate for the next gap.
+std::uint64_t HotKeys::nextSample(Clock::time_point now) {
+  const std::uint64_t weight = std::uint64_t{1} << gapShift_;
+  if (now >= periodEnd_) {
+    if (periodEnd_ == Clock::time_point::min()) {
+      periodEnd_ = now + kSamplePeriod;
+    } else {
+      // Idle periods count as periods without requests.
+      const auto periods = static_cast<std::uint64_t>(1 + (now - periodEnd_) / kSamplePeriod);
+      const std::uint64_t perPeriod = periodWeight_ / periods;
+      unsigned shift = 0;
+      while (shift < maxShift_ && (perPeriod >> (shift + 1)) >= kSamplesPerPeriod)
+        ++shift;
+      shift_ = shift;
+      periodEnd_ += static_cast<Clock::duration::rep>(periods) * kSamplePeriod;
+    }
+    periodWeight_ = 0;
+    periodSamples_ = 0;
+  }
+  periodWeight_ += weight;
+  if (++periodSamples_ >= 2 * kSamplesPerPeriod && shift_ < maxShift_) {
+    ++shift_;  // a burst: halve the rate now rather than at the end of the period
+    periodSamples_ = 0;
+  }
+  gapShift_ = shift_;
+  if (shift_ == 0) {
+    countdown_ = 1;
+  } else {
+    // Geometric gap (independent Bernoulli(2^-s) trials): 1 + floor(ln(u) / ln(1 - 2^-s)),
+    // u uniform in (0, 1], from splitmix64.
+    rng_ += 0x9e3779b97f4a7c15ULL;
+    std::uint64_t z = rng_;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    z ^= z >> 31;
+    const double u = (static_cast<double>(z >> 11) + 1.0) * 0x1.0p-53;
+    if (gapScaleShift_ != shift_) {
+      gapScaleShift_ = shift_;
+      gapScale_ = 1.0 / std::log1p(-std::ldexp(1.0, -static_cast<int>(shift_)));
+    }
+    const double gap = std::floor(std::log(u) * gapScale_);
+    // Capped far beyond any plausible gap (u is at least 2^-53).
+    countdown_ = 1 + static_cast<std::uint64_t>(std::min(gap, 1e15));
+  }
+  return weight;
+}
 
 void HotKeys::allocate() {
   entries_.reserve(capacity_);
@@ -72,17 +124,23 @@ void HotKeys::clear() {
   evictions_ = 0;
   epoch_ = {};
   nextDecay_ = Clock::time_point::min();
+  countdown_ = 1;
+  gapShift_ = shift_ = 0;
+  periodSamples_ = periodWeight_ = 0;
+  periodEnd_ = Clock::time_point::min();
 }
 
-void HotKeys::record(std::string_view key, std::uint64_t weight, Clock::time_point now) {
+void HotKeys::record(std::string_view key, std::uint64_t hash, std::uint64_t weight,
+                     Clock::time_point now) {
   if (weight == 0) return;
   if (now >= nextDecay_) decay(now);
   if (slots_.empty()) allocate();
   if (key.size() > kMaxTrackedKeyBytes) {
     trackedKeyForm(key, longKey_);
     key = longKey_;
+    hash = keyHash64(key);
   }
-  const auto tag = static_cast<std::uint32_t>(keyHash64(key));
+  const auto tag = static_cast<std::uint32_t>(hash);
 
   // The common case: the key is tracked.
   for (std::uint32_t i = tag & slotMask_; slots_[i].entry != 0; i = (i + 1) & slotMask_) {

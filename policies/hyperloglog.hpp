@@ -14,6 +14,7 @@
 // sketches estimates the distinct keys of all of them, counting a key seen by two workers
 // once. Not thread-safe: one worker owns each sketch, the admin thread gets copies.
 
+#include <algorithm>
 #include <bit>
 #include <cstdint>
 #include <span>
@@ -58,6 +59,9 @@ class HyperLogLog {
   std::span<const std::uint8_t> registers() const { return registers_; }
   std::size_t memoryBytes() const { return sizeof(*this) + registers_.capacity(); }
   void clear() { registers_ = std::vector<std::uint8_t>(); }  // frees the registers
+  // Empties the sketch but keeps its registers allocated (for a sketch that is refilled
+  // at once, such as a new cardinality window): no allocation.
+  void reset() { std::fill(registers_.begin(), registers_.end(), std::uint8_t{0}); }
 
  private:
   void allocate();

@@ -507,26 +507,32 @@ void Worker::flushDirty() {
 
 void Worker::recordKey(std::uint16_t patternId, std::string_view key, bool write,
                        std::uint64_t valueBytes, std::chrono::steady_clock::time_point now) {
-  PatternSketches& sk = sketches_[patternId];
-  if (!sk.hot) sk.hot = std::make_unique<policies::HotKeys>();
-  sk.hot->record(key, 1, now);
-  if (!write) return;
-  if (!sk.distinct) {
-    sk.distinct = std::make_unique<policies::HyperLogLog>();
-    sk.windowStart = now;
+  auto& owned = sketches_[patternId].sketches;
+  if (!owned) [[unlikely]]
+    owned = std::make_unique<KeySketches>();
+  KeySketches& sk = *owned;
+  // The key is hashed once, for both sketches, and only when one of them needs it: a read
+  // that is not sampled costs a decrement.
+  std::uint64_t hash = 0;
+  bool hashed = false;
+  if (const std::uint64_t weight = sk.hot.sample(now)) {
+    hash = policies::keyHash64(key);
+    hashed = true;
+    sk.hot.record(key, hash, weight, now);
   }
+  if (!write) return;
+  if (!hashed) hash = policies::keyHash64(key);
+  if (sk.distinct.empty() && sk.previous.empty()) sk.windowStart = now;  // the first write
   const auto window = distinctWindow_[patternId];
   if (window.count() > 0 && now - sk.windowStart >= window) {
-    // A new window: the previous one's keys have expired by now or will within one TTL.
-    sk.previous = std::move(sk.distinct);
-    sk.distinct = std::make_unique<policies::HyperLogLog>();
+    // A new window: the previous one's keys have expired by now or will within one TTL. The
+    // registers of the window before that are reused (no allocation).
+    std::swap(sk.previous, sk.distinct);
+    sk.distinct.reset();
     sk.windowStart = now;
   }
-  sk.distinct->add(key);
-  if (valueBytes > 0) {
-    if (!sk.big) sk.big = std::make_unique<policies::BigKeys>();
-    sk.big->record(key, valueBytes, now);
-  }
+  sk.distinct.addHash(hash);
+  if (valueBytes > 0) sk.big.record(key, valueBytes, now);
 }
 
 std::future<SketchSnapshot> Worker::snapshotSketches() {
@@ -537,16 +543,16 @@ std::future<SketchSnapshot> Worker::snapshotSketches() {
     snap.registry = registry_;
     snap.takenAt = std::chrono::steady_clock::now();
     for (std::size_t id = 0; id < sketches_.size(); ++id) {
-      const PatternSketches& sk = sketches_[id];
-      if (!sk.hot) continue;
+      if (!sketches_[id].sketches) continue;
+      const KeySketches& sk = *sketches_[id].sketches;
       SketchSnapshot::Pattern p;
       p.id = static_cast<std::uint16_t>(id);
       p.sensitive = sensitive_[id];
-      p.hot = sk.hot->snapshot(sk.hot->capacity(), snap.takenAt);
-      if (sk.big) p.big = sk.big->snapshot(snap.takenAt);
-      if (sk.distinct) {
-        p.distinct = *sk.distinct;
-        if (sk.previous) p.distinct.merge(*sk.previous);
+      p.hot = sk.hot.snapshot(sk.hot.capacity(), snap.takenAt);
+      p.big = sk.big.snapshot(snap.takenAt);
+      if (!sk.distinct.empty() || !sk.previous.empty()) {
+        p.distinct = sk.distinct;
+        p.distinct.merge(sk.previous);
         p.hasDistinct = true;
       }
       snap.patterns.push_back(std::move(p));

@@ -122,15 +122,20 @@ struct EndpointRuntime {
 };
 
 // Per pattern, on one worker: the hottest keys, distinct keys written, the biggest values
-// written. Created on a pattern's first request; only the owning worker touches them.
-struct PatternSketches {
-  std::unique_ptr<policies::HotKeys> hot;
+// written. Created on a pattern's first request (one allocation, the sketches' own memory on
+// their first use); only the owning worker touches them.
+struct KeySketches {
+  policies::HotKeys hot;  // fed by HotKeys::sample(): 1 in up to 64 requests under load
   // Distinct keys written in the current and the previous window (the pattern's ttl.max, at
-  // least a minute; no TTL: since start): their union approximates the keys alive now.
-  std::unique_ptr<policies::HyperLogLog> distinct;
-  std::unique_ptr<policies::HyperLogLog> previous;
+  // least a minute; no TTL: since start): their union approximates the keys alive now. Every
+  // write is added (one hash per request, shared with the hot keys).
+  policies::HyperLogLog distinct;
+  policies::HyperLogLog previous;
   std::chrono::steady_clock::time_point windowStart{};
-  std::unique_ptr<policies::BigKeys> big;
+  policies::BigKeys big;
+};
+struct PatternSketches {
+  std::unique_ptr<KeySketches> sketches;  // null until the pattern's first tracked request
 };
 
 // A copy of a worker's sketches, for /hotkeys, /bigkeys and the scrape (taken on the worker).

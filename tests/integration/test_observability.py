@@ -830,12 +830,19 @@ class ObservabilityTest(h.KeygateTestCase):
 
         c = self.client("catalog-service/view")
         writes = 80  # 80 x 96 KiB = 7.5 MiB into a 4 MiB Redis (flushed by setUp)
+        stored = 0
         for batch in range(0, writes, 10):
             cmds = [("SET", offering("t9", f"ev{i}"), BLOB[:EVICTION_WRITE])
                     for i in range(batch, batch + 10)]
             c.send_many(cmds)
             replies = [c.read() for _ in cmds]
-            self.assertEqual(replies, ["OK"] * len(cmds), "big writes through keygate")
+            # The catalog-view profile fails open: on a loaded machine (ASan, CI) a 96 KiB SET
+            # can miss its budget and be answered nil, as the profile says. Anything else is
+            # wrong; the eviction checks below only need most writes to land.
+            self.assertTrue(all(r in ("OK", None) for r in replies),
+                            f"big writes through keygate: {replies!r}")
+            stored += replies.count("OK")
+        self.assertGreaterEqual(stored, 60, f"only {stored} of {writes} big writes answered OK")
         evicted = self.evicted_keys() - evicted0
         self.assertGreaterEqual(evicted, 20, f"Redis evicted only {evicted} keys")
 

@@ -2,10 +2,13 @@
 
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <cmath>
 #include <map>
 #include <random>
 #include <string>
 #include <vector>
+
+#include "policies/key_hash.hpp"
 
 using keygate::policies::HotKey;
 using keygate::policies::HotKeys;
@@ -307,4 +310,157 @@ TEST_CASE("hot keys: memory is bounded", "[policies][hot_keys]") {
 TEST_CASE("hot keys: capacity is clamped", "[policies][hot_keys]") {
   CHECK(HotKeys(0).capacity() == 1);
   CHECK(HotKeys(1 << 30).capacity() == HotKeys::kMaxCapacity);
+}
+
+// --- Hash-taking record() and request sampling (sample()) ---
+
+TEST_CASE("hot keys: record with the caller's hash equals record", "[policies][hot_keys]") {
+  HotKeys plain(8, 10s), hashed(8, 10s);
+  std::mt19937_64 rng(11);
+  const std::string longKey(kMaxTrackedKeyBytes + 40, 'x');
+  for (int n = 0; n < 5000; ++n) {
+    const std::string name = n % 97 == 0 ? longKey : key(rng() % 20);
+    const auto now = kT0 + n * 3ms;  // crosses the window: decay applies to both alike
+    plain.record(name, 1, now);
+    // For an over-long key the hash given is the full key's: record() hashes the tracked form.
+    hashed.record(name, keygate::policies::keyHash64(name), 1, now);
+  }
+  const auto end = kT0 + 15s;
+  CHECK(plain.snapshot(8, end) == hashed.snapshot(8, end));
+  CHECK(plain.evictions() == hashed.evictions());
+  CHECK(plain.evictions() > 0);
+}
+
+TEST_CASE("hot keys: sample() takes every request at low rates (exact counts)",
+          "[policies][hot_keys]") {
+  HotKeys hot(16, 0s);
+  // 5,000 requests per second (below 2 * kSamplesPerPeriod) for 5 s: all recorded, weight 1.
+  std::map<std::string, std::uint64_t> truth;
+  std::uint64_t sampled = 0;
+  for (int n = 0; n < 25'000; ++n) {
+    const auto now = kT0 + n * 200us;
+    const std::string name = key(n % 7 == 0 ? 1 : static_cast<std::size_t>(n % 5));
+    const std::uint64_t w = hot.sample(now);
+    REQUIRE(w == 1);
+    hot.record(name, w, now);
+    ++truth[name];
+    ++sampled;
+    CHECK(hot.sampleShift() == 0);
+  }
+  CHECK(sampled == 25'000);
+  for (const auto& h : hot.snapshot(16, kT0 + 5s)) {
+    CHECK(h.count == truth[h.key]);
+    CHECK(h.errorBound == 0);
+  }
+}
+
+TEST_CASE("hot keys: maxSampleShift 0 never samples", "[policies][hot_keys]") {
+  HotKeys hot(16, 0s, 0);
+  for (int n = 0; n < 100'000; ++n)
+    REQUIRE(hot.sample(kT0) == 1);  // a burst in one instant
+  CHECK(hot.sampleShift() == 0);
+}
+
+TEST_CASE("hot keys: under load sample() drops to 1 in 64; weights stay unbiased",
+          "[policies][hot_keys]") {
+  HotKeys hot;
+  REQUIRE(HotKeys::kDefaultMaxSampleShift == 6);
+  // 500,000 requests per second for 4 s.
+  std::uint64_t weightSum = 0;
+  std::uint64_t samples = 0;
+  std::uint64_t lastSecondSamples = 0;
+  const int total = 2'000'000;
+  for (int n = 0; n < total; ++n) {
+    const auto now = kT0 + n * 2us;
+    if (const std::uint64_t w = hot.sample(now)) {
+      weightSum += w;
+      ++samples;
+      if (n >= 1'500'000) ++lastSecondSamples;
+    }
+  }
+  INFO("samples " << samples << ", weights " << weightSum);
+  CHECK(hot.sampleShift() == 6);
+  // The sum of the weights estimates the requests: standard deviation about
+  // sqrt(total * 64) = 11,300, so 3% (60,000) is more than 5 of them.
+  CHECK(std::abs(static_cast<double>(weightSum) - total) < 0.03 * total);
+  // Steady state: 500,000 / 64 = 7,800 samples per second.
+  CHECK(lastSecondSamples > 7'000);
+  CHECK(lastSecondSamples < 8'700);
+  // The first second ramps up from exact (at most 2 * kSamplesPerPeriod per step).
+  CHECK(samples < 4 * 8'700 + 7 * 2 * HotKeys::kSamplesPerPeriod);
+}
+
+TEST_CASE("hot keys: a burst lowers the rate within the period; quiet restores exact counts",
+          "[policies][hot_keys]") {
+  HotKeys hot;
+  std::uint64_t samples = 0;
+  for (int n = 0; n < 1'000'000; ++n)
+    samples += hot.sample(kT0) != 0;  // all at one instant: no period boundary
+  CHECK(hot.sampleShift() == 6);
+  CHECK(samples < 7 * 2 * HotKeys::kSamplesPerPeriod + 1'000'000 / 64 + 1000);
+  // Then 1,000 requests per second: after a period boundary, every request again.
+  int exactAfter = -1;
+  for (int n = 0; n < 5000; ++n) {
+    const auto now = kT0 + 1s + n * 1ms;
+    const std::uint64_t w = hot.sample(now);
+    if (w == 1 && exactAfter < 0) exactAfter = n;
+    if (exactAfter >= 0) {
+      REQUIRE(w == 1);
+    }
+  }
+  CHECK(exactAfter >= 0);
+  CHECK(exactAfter < 1200);  // the gap drawn at 1 in 64 ends within ~64 requests, then a period
+  CHECK(hot.sampleShift() == 0);
+}
+
+TEST_CASE("hot keys: sampled skewed stream finds the top keys with counts within the error",
+          "[policies][hot_keys]") {
+  // 500,000 requests per second for 4 s, no decay: key 0 has 30% of the traffic, keys 1-10
+  // 3% each, keys 11-20 1% each, the other 30% is spread over 1M keys. Sampled at 1 in 64
+  // after the first second.
+  HotKeys sampledNoDecay(64, 0s);  // K = 64, sampling at most 1 in 64
+  std::mt19937_64 rng(5);
+  std::vector<std::string> heavy;
+  for (std::size_t i = 0; i <= 20; ++i)
+    heavy.push_back("oms:{tenant-1}:order:heavy-" + std::to_string(i));
+  std::map<std::string, std::uint64_t> truth;
+  const int total = 2'000'000;
+  std::string noise;
+  for (int n = 0; n < total; ++n) {
+    const auto now = kT0 + n * 2us;
+    const auto r = rng() % 100;
+    std::string_view name;
+    if (r < 30) {
+      name = heavy[0];
+    } else if (r < 60) {
+      name = heavy[1 + (r - 30) / 3];
+    } else if (r < 70) {
+      name = heavy[11 + (r - 60)];
+    } else {
+      noise = key(rng() % 1'000'000);
+      name = noise;
+    }
+    if (r < 70) ++truth[std::string(name)];
+    if (const std::uint64_t w = sampledNoDecay.sample(now)) sampledNoDecay.record(name, w, now);
+  }
+  const auto top = sampledNoDecay.snapshot(21, kT0 + 4s);
+  REQUIRE(top.size() == 21);
+  std::map<std::string, HotKey> reported;
+  for (const auto& h : top)
+    reported.emplace(h.key, h);
+  CHECK(top[0].key == heavy[0]);
+  // Every heavy key is among the top 21, each within 5 sampling standard errors
+  // (sqrt(true weight * 64)) beyond Space-Saving's own bounds.
+  for (const auto& [name, weight] : truth) {
+    INFO(name << ": true " << weight);
+    REQUIRE(reported.count(name) == 1);
+    const HotKey& h = reported.at(name);
+    INFO("count " << h.count << " error " << h.errorBound);
+    const double sigma = std::sqrt(static_cast<double>(weight) * 64);
+    CHECK(static_cast<double>(h.count) + 5 * sigma >= static_cast<double>(weight));
+    CHECK(static_cast<double>(h.count - h.errorBound) - 5 * sigma <= static_cast<double>(weight));
+  }
+  // The hot key (600,000 requests: one sampling standard error is about 1%) within 5%.
+  CHECK(std::abs(static_cast<double>(reported.at(heavy[0]).count) - truth[heavy[0]]) <
+        0.05 * static_cast<double>(truth[heavy[0]]));
 }

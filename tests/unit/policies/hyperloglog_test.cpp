@@ -121,3 +121,19 @@ TEST_CASE("hyperloglog: addHash is add of the key's hash; clear empties", "[poli
   CHECK(a.empty());
   CHECK(a.estimate() == 0);
 }
+
+TEST_CASE("hyperloglog: reset empties but keeps the registers", "[policies][hll]") {
+  HyperLogLog a, fresh;
+  addRange(a, "x:", 0, 3000);
+  const auto* registers = a.registers().data();
+  a.reset();
+  CHECK_FALSE(a.empty());
+  CHECK(a.registers().data() == registers);  // no reallocation
+  CHECK(a.estimate() == 0);
+  addRange(a, "y:", 0, 500);
+  addRange(fresh, "y:", 0, 500);
+  CHECK(a.estimate() == fresh.estimate());
+  HyperLogLog never;
+  never.reset();  // nothing allocated: stays so
+  CHECK(never.empty());
+}
