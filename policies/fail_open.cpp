@@ -6,7 +6,9 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <limits>
+#include <vector>
 
 // Each rule below was checked against redis-server 7.0 for a key that does not exist, in RESP2
 // and RESP3. Where Redis parses arguments before it looks the key up (LRANGE's indexes, LPOS's
@@ -166,6 +168,25 @@ static_assert(std::ranges::adjacent_find(kEntries, {}, &Entry::name) == kEntries
 const Entry* findEntry(std::string_view name) {
   const auto it = std::ranges::lower_bound(kEntries, name, {}, &Entry::name);
   return it != kEntries.end() && it->name == name ? &*it : nullptr;
+}
+
+// The entry of a command table row: for rows of the Redis 7.0 table (every request's) one
+// indexed load, built once, instead of a binary search over names on every request (callgrind:
+// ~380 instructions per SET, about 6% of keygate's own). Other rows: by name.
+const Entry* findEntry(const commands::CommandInfo& info) {
+  static const std::vector<const Entry*> byRow = [] {
+    const auto rows = commands::CommandTable::redis70().all();
+    std::vector<const Entry*> out(rows.size(), nullptr);
+    for (std::size_t i = 0; i < rows.size(); ++i)
+      out[i] = findEntry(rows[i].name);
+    return out;
+  }();
+  const auto rows = commands::CommandTable::redis70().all();
+  const std::less<const commands::CommandInfo*> before;
+  if (!before(&info, rows.data()) && before(&info, rows.data() + rows.size())) {
+    return byRow[static_cast<std::size_t>(&info - rows.data())];
+  }
+  return findEntry(info.name);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -760,7 +781,7 @@ constexpr auto kClasses = std::to_array<MissClass>({
 
 MissReply missReplyOf(const commands::CommandInfo& info, std::span<const std::string_view> argv,
                       bool cacheWrite) {
-  const Entry* entry = findEntry(info.name);
+  const Entry* entry = findEntry(info);
   if (entry == nullptr || argv.empty() || !commands::arityOk(info, argv.size())) return {};
   if (isCacheWriteRule(entry->rule)) {
     if (!cacheWrite) return {};
