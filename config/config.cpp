@@ -155,8 +155,10 @@ class Loader : public YamlReader {
 
   void readSeeds(const Entry& e);
   void readSection(const Entry& e, const Section& section);
-  // A file path; relative paths are taken from the config file's directory.
-  std::optional<std::string> readPath(const Entry& e);
+  // A file path; relative paths are taken from the config file's directory, so a config and
+  // the files it names move together. `emptyHint` follows "an empty path; " when it is empty.
+  std::optional<std::string> readPath(
+      const Entry& e, std::string_view emptyHint = "give a file, or remove the key");
   void readRules(const Entry& e, std::vector<AclRule>& out);
   void readUsers(const Entry& e);
   AclUserConfig& user() { return *user_; }
@@ -440,17 +442,10 @@ constexpr Field kTopFields[] = {
     {"observability", [](Loader& l, const Entry& e) { l.readSection(e, kObservabilitySection); }},
     {"registry",
      [](Loader& l, const Entry& e) {
-       if (auto v = l.readString(e)) {
-         if (v->empty()) {
-           l.report(e.at(), e.path,
-                    "an empty path; give the key registry file, e.g. registry: "
-                    "/etc/keygate/registry/registry.yaml, or remove the key");
-         } else if (v->front() != '/' && l.file().find('/') != std::string::npos) {
-           // Relative to the config file, so a config and its registry move together.
-           l.config().registryPath = l.file().substr(0, l.file().rfind('/') + 1) + *v;
-         } else {
-           l.config().registryPath = *v;
-         }
+       if (auto v = l.readPath(e,
+                               "give the key registry file, e.g. registry: "
+                               "/etc/keygate/registry/registry.yaml, or remove the key")) {
+         l.config().registryPath = *v;
        }
      }},
     {"tenant",
@@ -510,14 +505,13 @@ void Loader::readSeeds(const Entry& e) {
   config().upstream.seeds = std::move(seeds);
 }
 
-std::optional<std::string> Loader::readPath(const Entry& e) {
+std::optional<std::string> Loader::readPath(const Entry& e, std::string_view emptyHint) {
   auto v = readString(e);
   if (!v) return std::nullopt;
   if (v->empty()) {
-    report(e.at(), e.path, "an empty path; give a file, or remove the key");
+    report(e.at(), e.path, "an empty path; " + std::string(emptyHint));
     return std::nullopt;
   }
-  // Relative to the config file, so a config and the files it names move together.
   if (v->front() != '/' && file().find('/') != std::string::npos) {
     return file().substr(0, file().rfind('/') + 1) + *v;
   }

@@ -52,10 +52,6 @@ std::string lower(std::string_view text) {
   return out;
 }
 
-bool alwaysAllowed(const CommandInfo& top) {
-  return top.name == "auth" || top.name == "hello" || top.name == "quit" || top.name == "reset";
-}
-
 PasswordHash fromHex(std::string_view hex) {
   PasswordHash out{};
   const auto nibble = [](char c) {
@@ -210,8 +206,12 @@ const Acl::User* Acl::authenticate(std::string_view name, std::string_view passw
   return match ? found : nullptr;
 }
 
+bool Acl::isLoginCommand(const CommandInfo& top) {
+  return top.name == "auth" || top.name == "hello" || top.name == "quit" || top.name == "reset";
+}
+
 bool Acl::commandAllowed(const User& user, const CommandInfo& info, const CommandInfo& top) {
-  if (alwaysAllowed(top)) return true;
+  if (isLoginCommand(top)) return true;
   return user.commands.contains(&info);
 }
 

@@ -60,6 +60,9 @@ class Acl {
   // in constant time, and an unknown user costs the same hash as a known one.
   const User* authenticate(std::string_view name, std::string_view password) const;
 
+  // AUTH, HELLO, QUIT and RESET: allowed to every user, and before authentication.
+  static bool isLoginCommand(const commands::CommandInfo& top);
+
   // May `user` run the request whose resolved row is `info` (a subcommand row for containers
   // when argv[1] named one) and top-level row `top`?
   static bool commandAllowed(const User& user, const commands::CommandInfo& info,

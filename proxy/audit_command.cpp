@@ -28,6 +28,7 @@
 #include "proxy/resp/reply_writer.hpp"
 #include "proxy/sketch_report.hpp"
 #include "proxy/slot_map.hpp"
+#include "proxy/text_format.hpp"
 
 namespace keygate::proxy {
 
@@ -52,19 +53,6 @@ std::string flagHint(std::string_view flag) {
 
 // ---------------------------------------------------------------------------------------------
 // Formatting
-
-std::string bytesText(std::uint64_t n) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = static_cast<double>(n);
-  int u = 0;
-  while (v >= 1024 && u < 4) {
-    v /= 1024;
-    ++u;
-  }
-  char buf[32];
-  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
-  return buf;
-}
 
 std::string fixed(double v, int decimals) {
   char buf[48];
@@ -837,8 +825,10 @@ void writeAuditTable(const AuditReport& r, const policies::CompiledRegistry& reg
         << padLeft(ttlBound ? std::to_string(p.noTtl) : std::string("-"), kNum)
         << padLeft(ttlBound ? std::to_string(p.ttlAboveMax) : std::string("-"), kNum)
         << padLeft(std::to_string(p.measured), kNum)
-        << padLeft(p.measured > 0 ? bytesText(p.estimatedBytes()) : std::string("-"), 13) << "  "
-        << name << "\n";
+        << padLeft(p.measured > 0 ? bytesText(static_cast<double>(p.estimatedBytes()))
+                                  : std::string("-"),
+                   13)
+        << "  " << name << "\n";
   };
   for (const auto& p : r.patterns) {
     const auto& rules = registry.rules(static_cast<std::size_t>(p.pattern));
@@ -899,7 +889,7 @@ void writeAuditTable(const AuditReport& r, const policies::CompiledRegistry& reg
     out << "  MEMORY USAGE refused by Redis, measuring stopped: " << r.memoryError << "\n";
   }
   for (const auto& s : r.biggest) {
-    out << padLeft(bytesText(s.bytes), 12) << "  " << printable(s.key) << "  ("
+    out << padLeft(bytesText(static_cast<double>(s.bytes)), 12) << "  " << printable(s.key) << "  ("
         << (s.pattern >= 0 ? patternName(registry, s.pattern) : std::string("orphan")) << "; "
         << ttlText(s.pttl) << ")\n";
   }

@@ -12,22 +12,11 @@
 #include "policies/fail_open.hpp"
 #include "policies/registry_policy.hpp"
 #include "proxy/registry_watcher.hpp"
+#include "proxy/text_format.hpp"
 
 namespace keygate::proxy {
 
 namespace {
-
-std::string bytesText(double bytes) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  int u = 0;
-  while (bytes >= 1024 && u < 4) {
-    bytes /= 1024;
-    ++u;
-  }
-  char buf[32];
-  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", bytes, units[u]);
-  return buf;
-}
 
 std::string durationText(std::chrono::milliseconds ms) {
   const auto n = ms.count();

@@ -171,21 +171,21 @@ void ClientSession::start() {
   boost::system::error_code ignored;
   socket_.set_option(asio::ip::tcp::no_delay(true), ignored);
   if (const auto& tls = worker_.context().listenerTls) {
-    tls_ = std::make_unique<asio::ssl::stream<asio::ip::tcp::socket&>>(socket_, *tls);
     handshaking_ = true;
-    tls_->async_handshake(asio::ssl::stream_base::server,
-                          [self = shared_from_this()](const boost::system::error_code& ec) {
-                            self->handshaking_ = false;
-                            if (self->closed_) return;
-                            if (ec) {
-                              WorkerStats::add(self->worker_.stats().tlsHandshakeFailures);
-                              spdlog::get("client")->debug("client {} ({}): TLS handshake: {}",
-                                                           self->id_, self->peer_, ec.message());
-                              self->close();
-                              return;
-                            }
-                            self->startRead();
-                          });
+    stream_.enableTls(*tls).async_handshake(
+        asio::ssl::stream_base::server,
+        [self = shared_from_this()](const boost::system::error_code& ec) {
+          self->handshaking_ = false;
+          if (self->closed_) return;
+          if (ec) {
+            WorkerStats::add(self->worker_.stats().tlsHandshakeFailures);
+            spdlog::get("client")->debug("client {} ({}): TLS handshake: {}", self->id_,
+                                         self->peer_, ec.message());
+            self->close();
+            return;
+          }
+          self->startRead();
+        });
     return;
   }
   startRead();
@@ -198,21 +198,17 @@ void ClientSession::startRead() {
   if (reading_ || closing_ || closed_ || paused_ || handshaking_) return;
   reading_ = true;
   auto span = in_.prepare(kReadChunk);
-  auto onRead = [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
-    self->onRead(ec, n);
-  };
-  if (tls_) {
-    tls_->async_read_some(asio::buffer(span.data(), span.size()), std::move(onRead));
-  } else {
-    socket_.async_read_some(asio::buffer(span.data(), span.size()), std::move(onRead));
-  }
+  stream_.readSome(asio::buffer(span.data(), span.size()),
+                   [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
+                     self->onRead(ec, n);
+                   });
 }
 
 void ClientSession::onRead(const boost::system::error_code& ec, std::size_t n) {
   reading_ = false;
   if (closed_) return;
   if (ec) {
-    if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) {
+    if (SocketStream::closedByPeer(ec)) {
       // The client finished sending (or we shut reading down to drain): answer what it asked.
       closing_ = true;
       finishIfDone();
@@ -352,7 +348,7 @@ ClientSession::Step ClientSession::handleRequest(const resp::Request& request) {
   }
   if (worker_.context().acl) {
     Step step = Step::kNext;
-    if (aclRefuses(args, *info, *top, step)) return step;
+    if (aclRefuses(*info, *top, step)) return step;
   }
   hidden_.clear();
   decided_ = nullptr;
@@ -1884,11 +1880,7 @@ void ClientSession::flushOutput() {
   auto onWritten = [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
     self->onWritten(ec);
   };
-  if (tls_) {
-    asio::async_write(*tls_, asio::buffer(writing_), std::move(onWritten));
-  } else {
-    asio::async_write(socket_, asio::buffer(writing_), std::move(onWritten));
-  }
+  stream_.write(asio::buffer(writing_), std::move(onWritten));
 }
 
 void ClientSession::onWritten(const boost::system::error_code& ec) {

@@ -19,7 +19,6 @@
 // more than maxClientOutputBytes of replies it has not read; it resumes as they drain.
 
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/ssl/stream.hpp>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -38,6 +37,7 @@
 #include "proxy/resp/reply_writer.hpp"
 #include "proxy/resp/request_parser.hpp"
 #include "proxy/slot_map.hpp"
+#include "proxy/tls.hpp"
 #include "proxy/upstream_connection.hpp"
 
 namespace keygate::proxy {
@@ -212,8 +212,7 @@ class ClientSession final : public ReplySink,
   Step handleAuth(Args args, std::string_view raw);
   // ACL: refuses a request the connection's user may not run (or any before AUTH). True with
   // `step` set when refused.
-  bool aclRefuses(Args args, const commands::CommandInfo& info, const commands::CommandInfo& top,
-                  Step& step);
+  bool aclRefuses(const commands::CommandInfo& info, const commands::CommandInfo& top, Step& step);
   // AUTH user password against the ACL; replies with an error and returns false on failure.
   bool aclAuthenticate(std::string_view user, std::string_view password);
   const std::vector<std::uint8_t>* aclPatterns(const policies::CompiledRegistry& registry);
@@ -281,9 +280,8 @@ class ClientSession final : public ReplySink,
 
   Worker& worker_;
   asio::ip::tcp::socket socket_;
-  // Listener TLS (ServerContext::listenerTls): reads and writes go through it once the
-  // handshake is done.
-  std::unique_ptr<asio::ssl::stream<asio::ip::tcp::socket&>> tls_;
+  // Reads and writes: socket_, or listener TLS (ServerContext::listenerTls) over it.
+  SocketStream stream_{socket_};
   bool handshaking_ = false;
   const std::uint64_t id_;
   std::string peer_;

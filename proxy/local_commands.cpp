@@ -394,13 +394,10 @@ std::string ClientSession::rewriteInfoReply(std::string_view frame) const {
   return out;
 }
 
-bool ClientSession::aclRefuses(Args args, const commands::CommandInfo& info,
-                               const commands::CommandInfo& top, Step& step) {
-  (void)args;
-  const bool loginCommand =
-      top.name == "auth" || top.name == "hello" || top.name == "quit" || top.name == "reset";
+bool ClientSession::aclRefuses(const commands::CommandInfo& info, const commands::CommandInfo& top,
+                               Step& step) {
   if (aclUser_ == nullptr) {
-    if (loginCommand) return false;
+    if (policies::Acl::isLoginCommand(top)) return false;
     WorkerStats::add(worker_.stats().aclNoAuth);
     step = refuse("NOAUTH Authentication required.");
     return true;

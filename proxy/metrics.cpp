@@ -4,7 +4,9 @@
 #include <prometheus/metric_family.h>
 #include <prometheus/metric_type.h>
 
+#include <initializer_list>
 #include <limits>
+#include <utility>
 
 #include "proxy/keyspace_events.hpp"
 #include "proxy/sketch_report.hpp"
@@ -254,52 +256,36 @@ std::vector<prometheus::MetricFamily> ProxyCollector::Collect() const {
   out.push_back(family("keygate_commands_local_total", "Requests answered by keygate itself",
                        MetricType::Counter, sum(&WorkerStats::commandsLocal)));
 
-  prometheus::MetricFamily refused;
-  refused.name = "keygate_commands_refused_total";
-  refused.help = "Requests refused by the proxy core, by reason";
-  refused.type = MetricType::Counter;
-  const std::pair<const char*, Counter WorkerStats::*> reasons[] = {
-      {"unknown_command", &WorkerStats::commandsUnknown},
-      {"unsupported", &WorkerStats::commandsUnsupported},
-      {"arity", &WorkerStats::commandsArityErrors},
+  using CounterField = std::pair<const char*, Counter WorkerStats::*>;
+  // One counter family with one series per (label value, WorkerStats field).
+  const auto byLabel = [&](std::string name, std::string help, const char* label,
+                           std::initializer_list<CounterField> series) {
+    prometheus::MetricFamily f;
+    f.name = std::move(name);
+    f.help = std::move(help);
+    f.type = MetricType::Counter;
+    for (const auto& [value, field] : series) {
+      prometheus::ClientMetric m;
+      m.label = {{label, value}};
+      m.counter.value = sum(field);
+      f.metric.push_back(std::move(m));
+    }
+    out.push_back(std::move(f));
   };
-  for (const auto& [reason, field] : reasons) {
-    prometheus::ClientMetric m;
-    m.label = {{"reason", reason}};
-    m.counter.value = sum(field);
-    refused.metric.push_back(std::move(m));
-  }
-  out.push_back(std::move(refused));
-
-  prometheus::MetricFamily auth;
-  auth.name = "keygate_acl_auth_total";
-  auth.help = "AUTH and HELLO AUTH attempts against keygate's ACL users, by result";
-  auth.type = MetricType::Counter;
-  prometheus::MetricFamily aclRefused;
-  aclRefused.name = "keygate_acl_refused_total";
-  aclRefused.help =
-      "Requests refused by the ACL: not authenticated (no_auth) or command not allowed "
-      "(command); keys outside a user's patterns count in keygate_registry_refused_total "
-      "{reason=\"no_permission\"}";
-  aclRefused.type = MetricType::Counter;
-  const std::pair<const char*, Counter WorkerStats::*> authResults[] = {
-      {"ok", &WorkerStats::aclAuthOk}, {"failed", &WorkerStats::aclAuthFailed}};
-  for (const auto& [result, field] : authResults) {
-    prometheus::ClientMetric m;
-    m.label = {{"result", result}};
-    m.counter.value = sum(field);
-    auth.metric.push_back(std::move(m));
-  }
-  const std::pair<const char*, Counter WorkerStats::*> aclReasons[] = {
-      {"no_auth", &WorkerStats::aclNoAuth}, {"command", &WorkerStats::aclCommandDenied}};
-  for (const auto& [reason, field] : aclReasons) {
-    prometheus::ClientMetric m;
-    m.label = {{"reason", reason}};
-    m.counter.value = sum(field);
-    aclRefused.metric.push_back(std::move(m));
-  }
-  out.push_back(std::move(auth));
-  out.push_back(std::move(aclRefused));
+  byLabel("keygate_commands_refused_total", "Requests refused by the proxy core, by reason",
+          "reason",
+          {{"unknown_command", &WorkerStats::commandsUnknown},
+           {"unsupported", &WorkerStats::commandsUnsupported},
+           {"arity", &WorkerStats::commandsArityErrors}});
+  byLabel("keygate_acl_auth_total",
+          "AUTH and HELLO AUTH attempts against keygate's ACL users, by result", "result",
+          {{"ok", &WorkerStats::aclAuthOk}, {"failed", &WorkerStats::aclAuthFailed}});
+  byLabel("keygate_acl_refused_total",
+          "Requests refused by the ACL: not authenticated (no_auth) or command not allowed "
+          "(command); keys outside a user's patterns count in keygate_registry_refused_total "
+          "{reason=\"no_permission\"}",
+          "reason",
+          {{"no_auth", &WorkerStats::aclNoAuth}, {"command", &WorkerStats::aclCommandDenied}});
 
   out.push_back(family("keygate_client_tls_handshake_failures_total",
                        "Client connections closed because their TLS handshake failed",

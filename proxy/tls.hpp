@@ -4,9 +4,13 @@
 // context for every connection to Redis (upstream.tls), one server context for the listener
 // (tls). Errors come back as text for the start-up log; nothing here throws.
 
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/stream.hpp>
+#include <boost/asio/write.hpp>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "config/config.hpp"
 
@@ -19,5 +23,47 @@ std::shared_ptr<asio::ssl::context> makeUpstreamTlsContext(const config::Upstrea
                                                            std::string& error);
 std::shared_ptr<asio::ssl::context> makeListenerTlsContext(const config::ClientTlsConfig& tls,
                                                            std::string& error);
+
+// A connection's byte stream: its TCP socket, or TLS over it once enableTls() was called. Client
+// sessions and upstream connections read and write through it, so neither branches on TLS.
+class SocketStream {
+ public:
+  using Tls = asio::ssl::stream<asio::ip::tcp::socket&>;
+
+  explicit SocketStream(asio::ip::tcp::socket& socket) : socket_(socket) {}
+
+  // Wraps the socket in TLS (before the handshake); returns the TLS stream to configure.
+  Tls& enableTls(asio::ssl::context& context) {
+    tls_ = std::make_unique<Tls>(socket_, context);
+    return *tls_;
+  }
+
+  template <typename Buffer, typename Handler>
+  void readSome(const Buffer& buffer, Handler&& handler) {
+    if (tls_) {
+      tls_->async_read_some(buffer, std::forward<Handler>(handler));
+    } else {
+      socket_.async_read_some(buffer, std::forward<Handler>(handler));
+    }
+  }
+
+  template <typename Buffer, typename Handler>
+  void write(const Buffer& buffer, Handler&& handler) {
+    if (tls_) {
+      asio::async_write(*tls_, buffer, std::forward<Handler>(handler));
+    } else {
+      asio::async_write(socket_, buffer, std::forward<Handler>(handler));
+    }
+  }
+
+  // The peer closed the connection (TLS: also without a close_notify).
+  static bool closedByPeer(const boost::system::error_code& ec) {
+    return ec == asio::error::eof || ec == asio::ssl::error::stream_truncated;
+  }
+
+ private:
+  asio::ip::tcp::socket& socket_;
+  std::unique_ptr<Tls> tls_;
+};
 
 }  // namespace keygate::proxy

@@ -103,28 +103,28 @@ void UpstreamConnection::onConnected(const boost::system::error_code& ec) {
     return;
   }
   // TLS: handshake inside the connect timeout, then the RESP handshake as over plain TCP.
-  tls_ = std::make_unique<asio::ssl::stream<asio::ip::tcp::socket&>>(socket_, *settings_.tls);
+  SocketStream::Tls& tls = stream_.enableTls(*settings_.tls);
   const std::string& name =
       settings_.tlsServerName.empty() ? settings_.host : settings_.tlsServerName;
   // SNI only for a name: RFC 6066 forbids an IP address there.
   boost::system::error_code notAddress;
   asio::ip::make_address(name, notAddress);
-  if (notAddress) SSL_set_tlsext_host_name(tls_->native_handle(), name.c_str());
+  if (notAddress) SSL_set_tlsext_host_name(tls.native_handle(), name.c_str());
   if (settings_.tlsVerify) {
-    tls_->set_verify_mode(asio::ssl::verify_peer);
-    tls_->set_verify_callback(asio::ssl::host_name_verification(name));
+    tls.set_verify_mode(asio::ssl::verify_peer);
+    tls.set_verify_callback(asio::ssl::host_name_verification(name));
   } else {
-    tls_->set_verify_mode(asio::ssl::verify_none);
+    tls.set_verify_mode(asio::ssl::verify_none);
   }
-  tls_->async_handshake(asio::ssl::stream_base::client,
-                        [self = shared_from_this()](const boost::system::error_code& hec) {
-                          if (self->state_ == State::kFailed) return;
-                          if (hec) {
-                            self->fail("TLS handshake failed: " + hec.message());
-                            return;
-                          }
-                          self->onTransportReady();
-                        });
+  tls.async_handshake(asio::ssl::stream_base::client,
+                      [self = shared_from_this()](const boost::system::error_code& hec) {
+                        if (self->state_ == State::kFailed) return;
+                        if (hec) {
+                          self->fail("TLS handshake failed: " + hec.message());
+                          return;
+                        }
+                        self->onTransportReady();
+                      });
 }
 
 void UpstreamConnection::onTransportReady() {
@@ -178,11 +178,7 @@ void UpstreamConnection::flush() {
     }
     self->flush();
   };
-  if (tls_) {
-    asio::async_write(*tls_, asio::buffer(writing_), std::move(onWritten));
-  } else {
-    asio::async_write(socket_, asio::buffer(writing_), std::move(onWritten));
-  }
+  stream_.write(asio::buffer(writing_), std::move(onWritten));
 }
 
 std::size_t UpstreamConnection::idleKeep() const {
@@ -199,18 +195,13 @@ void UpstreamConnection::startRead() {
   auto onRead = [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
     self->onRead(ec, n);
   };
-  if (tls_) {
-    tls_->async_read_some(asio::buffer(span.data(), span.size()), std::move(onRead));
-  } else {
-    socket_.async_read_some(asio::buffer(span.data(), span.size()), std::move(onRead));
-  }
+  stream_.readSome(asio::buffer(span.data(), span.size()), std::move(onRead));
 }
 
 void UpstreamConnection::onRead(const boost::system::error_code& ec, std::size_t n) {
   if (state_ == State::kFailed) return;
   if (ec) {
-    const bool closed = ec == asio::error::eof || ec == asio::ssl::error::stream_truncated;
-    fail(closed ? "connection closed by Redis" : ec.message());
+    fail(SocketStream::closedByPeer(ec) ? "connection closed by Redis" : ec.message());
     return;
   }
   // A read that filled the buffer means Redis has more queued: read bigger next time, so one

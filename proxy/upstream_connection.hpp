@@ -14,7 +14,6 @@
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
-#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <cstdint>
 #include <deque>
@@ -28,6 +27,7 @@
 #include "proxy/resp/reply_scanner.hpp"
 #include "proxy/resp/reply_writer.hpp"
 #include "proxy/stats.hpp"
+#include "proxy/tls.hpp"
 
 namespace keygate::proxy {
 
@@ -148,8 +148,8 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
   Kind kind_;
   WorkerStats& stats_;
   asio::ip::tcp::socket socket_;
-  // TLS over socket_ when settings_.tls is set: reads and writes go through it.
-  std::unique_ptr<asio::ssl::stream<asio::ip::tcp::socket&>> tls_;
+  // Reads and writes: socket_, or TLS over it when settings_.tls is set.
+  SocketStream stream_{socket_};
   asio::steady_timer connectTimer_;
   asio::ip::tcp::resolver resolver_;
   State state_ = State::kConnecting;

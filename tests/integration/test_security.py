@@ -448,12 +448,7 @@ class TlsTest(KeygateTestCase):
         self.assertEqual(c.call("GET", "big7"), big)
 
     def test_untrusted_redis_certificate_is_refused(self):
-        kg = self.start_private_keygate(
-            config=f"upstream:\n  address: {HOST}:{self.tls_port}\n  tls:\n    enabled: true\n"
-                   f"    caFile: {self.certs['other.crt']}\n"
-                   f"    certFile: {self.certs['client.crt']}\n"
-                   f"    keyFile: {self.certs['client.key']}\n",
-            name="keygate-untrusted", upstream_port=None)
+        kg = self.tls_keygate(self.certs["other.crt"], "keygate-untrusted")
         c = kg.client()
         self.addCleanup(c.close)
         reply = str(c.call("GET", "tls-key"))
