@@ -84,9 +84,9 @@ std::string auditUsage();
 //   window   the keys of the replies received in the last second plus the reservation must
 //            fit in `rate`: else wait until enough of them are more than a second old.
 //
-// The reservation is COUNT, or the largest batch seen so far when Redis returned more (SCAN
-// finishes the hash bucket it is in, so a reply can exceed COUNT by a few keys); only such a
-// first, larger batch can overshoot, by its excess. Pure: the caller passes every time.
+// The reservation is the `count` given (the audit passes COUNT plus headroom for the few keys
+// more a SCAN may return), or the largest batch seen so far when a reply was larger still;
+// only such a first, larger batch can overshoot, by its excess. Pure: the caller passes every time.
 class ScanPacer {
  public:
   ScanPacer(std::uint64_t rate, std::uint64_t count);
