@@ -65,6 +65,15 @@ constexpr milliseconds kMinOpenFor{10};
 constexpr milliseconds kMaxOpenFor = std::chrono::minutes(10);
 constexpr std::uint64_t kMaxHalfOpenProbes = 1000;
 
+// Near cache (nearCache:). Under 10ms an entry saves almost no round trips; over an hour it is no
+// longer a short local copy but a second cache with its own staleness. Sizes are per keygate
+// process, which runs in the application's pod next to it.
+constexpr milliseconds kMinNearTtl{10};
+constexpr milliseconds kMaxNearTtl = std::chrono::hours(1);
+constexpr std::uint64_t kMinNearBytes = 1024;
+constexpr std::uint64_t kMaxNearBytes = 4 * 1024 * kMiB;
+constexpr std::uint64_t kMaxNearEntries = 10'000'000;
+
 constexpr std::string_view kExample = "config/examples/cpq-registry.yaml";
 
 SourcePos posOf(const YAML::Mark& mark) {
@@ -132,8 +141,9 @@ struct TtlMarks {
 
 // What the checks after the walk need to know about one pattern entry.
 struct PatternCheck {
-  std::string path;  // "patterns[2]"
-  YAML::Mark at;     // the list item
+  std::string path;     // "patterns[2]"
+  YAML::Mark at;        // the list item
+  YAML::Mark nearAt{};  // the `nearCache` key, when the entry has one
 };
 
 class RegistryLoader : public YamlReader {
@@ -148,6 +158,7 @@ class RegistryLoader : public YamlReader {
   TtlPolicy& ttl() { return *ttl_; }
   Rewrite& rewrite() { return *rewrite_; }
   EndpointProfile& profile() { return *profile_; }
+  NearCachePolicy& nearCache() { return pattern_->nearCache; }
 
   void readDefaults(const Entry& e);
   void readTtl(const Entry& e);
@@ -159,6 +170,9 @@ class RegistryLoader : public YamlReader {
   void readInvalidation(const Entry& e);
   void readRewrites(const Entry& e);
   void readFailureBehavior(const Entry& e);
+  void readNearCache(const Entry& e);
+  void readNearTtl(const Entry& e);
+  void readNearBytes(const Entry& e);
   void readEndpoints(const Entry& e);
   void readProfileName(const Entry& e);
   void readClients(const Entry& e);
@@ -178,6 +192,8 @@ class RegistryLoader : public YamlReader {
   void readRewrite(const Entry& item);
   void readEndpoint(const Entry& item);
   void checkTtl(const TtlPolicy& policy, const TtlMarks& marks, bool isDefaults);
+  // The rules of `coalesce` and `nearCache` that need only the entry itself.
+  void checkCaching(const PatternEntry& entry, const PatternCheck& check);
   void checkRetries(const EndpointProfile& p, const std::string& path);
   void checkBreaker(const EndpointProfile& p, const std::string& path);
   // `name` (at `path`) must name one of `endpoints`.
@@ -186,6 +202,7 @@ class RegistryLoader : public YamlReader {
 
   RegistryLoadResult& out_;
   PatternEntry* pattern_ = nullptr;
+  YAML::Mark nearAt_{};  // the current entry's `nearCache` key
   TtlPolicy* ttl_ = nullptr;
   Rewrite* rewrite_ = nullptr;
   EndpointProfile* profile_ = nullptr;
@@ -324,6 +341,31 @@ constexpr Field kPatternFields[] = {
        if (auto i = l.readChoice(e, kModes, "mode")) {
          l.pattern().mode = *i == 0 ? RegistryMode::kEnforce : RegistryMode::kAudit;
        }
+     }},
+    {"coalesce",
+     [](RegistryLoader& l, const Entry& e) {
+       if (auto v = l.readBool(e)) {
+         l.pattern().coalesce = *v;
+         l.pattern().coalescePos = posOf(e.at());
+       }
+     }},
+    {"nearCache", [](RegistryLoader& l, const Entry& e) { l.readNearCache(e); }},
+};
+
+constexpr Field kNearCacheFields[] = {
+    {"ttl", [](RegistryLoader& l, const Entry& e) { l.readNearTtl(e); }},
+    {"maxBytes", [](RegistryLoader& l, const Entry& e) { l.readNearBytes(e); }},
+    {"maxEntries",
+     [](RegistryLoader& l, const Entry& e) {
+       if (auto v = l.readUint(e, 1, kMaxNearEntries,
+                               "the most keys of this pattern one keygate keeps in its near cache, "
+                               "e.g. maxEntries: 10000")) {
+         l.nearCache().maxEntries = *v;
+       }
+     }},
+    {"allowPII",
+     [](RegistryLoader& l, const Entry& e) {
+       if (auto v = l.readBool(e)) l.nearCache().allowPII = *v;
      }},
 };
 
@@ -467,14 +509,19 @@ constexpr Section kFailureBehaviorSection{
     "catalog-service\"}"};
 constexpr Section kEndpointSection{"endpoints", kEndpointFields, "",
                                    "in each entry of 'endpoints:'"};
+constexpr Section kNearCacheSection{
+    "nearCache", kNearCacheFields,
+    "e.g. nearCache: {ttl: 30s, maxBytes: 16MiB, maxEntries: 10000}"};
 
 // Where an unknown key's did-you-mean hint looks, in order, when the key's own section has no
 // near match. The order decides between sections sharing a key: `jitter` in a pattern entry is
 // ttl.jitter, in a profile retries.jitter; `endpoint` in a pattern entry is
 // failureBehavior.endpoint, not the top-level `endpoints`.
 constexpr const Section* kAllSections[] = {
-    &kFailureBehaviorSection, &kTopSection,      &kDefaultsSection, &kPatternSection, &kTtlSection,
-    &kRewriteSection,         &kEndpointSection, &kRetrySection,    &kBreakerSection};
+    &kFailureBehaviorSection, &kTopSection,   &kDefaultsSection,
+    &kPatternSection,         &kTtlSection,   &kRewriteSection,
+    &kEndpointSection,        &kRetrySection, &kBreakerSection,
+    &kNearCacheSection};
 constexpr std::span<const Section* const> kSections(kAllSections);
 // For the keys of an endpoint profile and its retries and breaker.
 constexpr const Section* kAllEndpointSections[] = {
@@ -779,8 +826,10 @@ void RegistryLoader::readPattern(const Entry& item) {
   PatternEntry entry;
   entry.pos = posOf(item.at());
   pattern_ = &entry;
+  nearAt_ = YAML::Mark::null_mark();
   walkMap(*this, item.value, item.path, kPatternSection, kSections);
   pattern_ = nullptr;
+  const PatternCheck check{item.path, item.at(), nearAt_};
 
   struct Required {
     std::string_view key;
@@ -811,6 +860,7 @@ void RegistryLoader::readPattern(const Entry& item) {
            "a pub/sub channel stores nothing in Redis, so it has no TTL; remove ttl from this "
            "entry (or set kind: key if it describes keys)");
   }
+  checkCaching(entry, check);
 
   if (!entry.pattern.empty() && !hasFailed(item.path + ".kind")) {
     const auto& patterns = registry().patterns;
@@ -826,7 +876,122 @@ void RegistryLoader::readPattern(const Entry& item) {
     }
   }
   registry().patterns.push_back(std::move(entry));
-  patternChecks_.push_back({item.path, item.at()});
+  patternChecks_.push_back(check);
+}
+
+void RegistryLoader::readNearCache(const Entry& e) {
+  nearAt_ = e.keyMark;
+  constexpr std::string_view kHow =
+      "nearCache: {ttl: 30s} (ttl is the longest an entry is served; add maxBytes, maxEntries "
+      "and allowPII as needed)";
+  if (!e.value.IsDefined() || e.value.IsNull()) {
+    report(e.keyMark, e.path,
+           "missing value; write " + std::string(kHow) + ", or remove the nearCache key");
+    return;
+  }
+  if (!e.value.IsMap()) {
+    std::string how(kHow);
+    if (e.value.IsScalar() && parseDuration(e.value.Scalar())) {
+      how = "nearCache: {ttl: " + e.value.Scalar() + "}";
+    }
+    report(e.at(), e.path,
+           "nearCache is a section with the keys " + joinNames(kNearCacheSection.fields) +
+               ", got " + kindOf(e.value) + "; write " + how);
+    return;
+  }
+  NearCachePolicy& policy = pattern().nearCache;
+  policy = NearCachePolicy{};
+  policy.present = true;
+  policy.pos = posOf(e.keyMark);
+  walkMap(*this, e.value, e.path, kNearCacheSection, kSections);
+  if (!isSet(e.path + ".ttl")) {
+    report(e.keyMark, e.path + ".ttl",
+           "missing 'ttl'; a near cache needs the longest time an entry may be served, which "
+           "bounds how stale an answer can be when an invalidation is lost, e.g. nearCache: "
+           "{ttl: 30s}");
+  }
+}
+
+void RegistryLoader::readNearTtl(const Entry& e) {
+  const auto v = readDuration(e, milliseconds(0), kAnyDuration);
+  if (!v) return;
+  if (*v < kMinNearTtl) {
+    report(e.at(), e.path,
+           "a near-cache ttl of " + formatDuration(*v) + " is under the minimum " +
+               formatDuration(kMinNearTtl) +
+               ": entries would expire before a second read could use them; give at least " +
+               formatDuration(kMinNearTtl) + ", e.g. ttl: 30s, or remove nearCache");
+    return;
+  }
+  if (*v > kMaxNearTtl) {
+    report(e.at(), e.path,
+           "a near-cache ttl of " + formatDuration(*v) + " is over the maximum " +
+               formatDuration(kMaxNearTtl) +
+               ": it is how long a value may be served after an invalidation is lost; give at "
+               "most " +
+               formatDuration(kMaxNearTtl) + " (seconds are typical, e.g. ttl: 30s)");
+    return;
+  }
+  nearCache().ttl = *v;
+}
+
+void RegistryLoader::readNearBytes(const Entry& e) {
+  const auto v = readSize(e, 0, std::numeric_limits<std::uint64_t>::max());
+  if (!v) return;
+  if (*v < kMinNearBytes) {
+    report(e.at(), e.path,
+           "a near cache of " + formatSize(*v) + " is under the minimum " +
+               formatSize(kMinNearBytes) + " and could hold almost nothing; give at least " +
+               formatSize(kMinNearBytes) + ", e.g. maxBytes: 16MiB (the default)");
+    return;
+  }
+  if (*v > kMaxNearBytes) {
+    report(
+        e.at(), e.path,
+        "a near cache of " + formatSize(*v) + " is over the maximum " + formatSize(kMaxNearBytes) +
+            " per keygate process, which shares the application's pod; give at most " +
+            formatSize(kMaxNearBytes) + " (the hot keys are what matters, e.g. maxBytes: 64MiB)");
+    return;
+  }
+  nearCache().maxBytes = *v;
+}
+
+void RegistryLoader::checkCaching(const PatternEntry& entry, const PatternCheck& check) {
+  const std::string coalescePath = check.path + ".coalesce";
+  const std::string nearPath = check.path + ".nearCache";
+  const bool channel = entry.kind == PatternKind::kChannel && !hasFailed(check.path + ".kind");
+  if (channel) {
+    if (isSet(coalescePath)) {
+      report(markOf(coalescePath), coalescePath,
+             "a pub/sub channel has no reads to coalesce; remove coalesce from this entry (or "
+             "set kind: key if it describes keys)");
+    }
+    if (isSet(nearPath)) {
+      report(check.nearAt, nearPath,
+             "a pub/sub channel stores nothing in Redis, so there is nothing to near-cache; "
+             "remove nearCache from this entry (or set kind: key if it describes keys)");
+    }
+    return;
+  }
+  if (!entry.nearCache.present) return;
+  const std::string authorityPath = check.path + ".authority";
+  if (entry.authority && !hasFailed(authorityPath)) {
+    report(check.nearAt, nearPath,
+           "a near cache keeps copies of values in keygate's memory, and this pattern has "
+           "authority: true: Redis holds the truth for these keys, so a copy could answer after "
+           "the truth changed (a lock released, a counter moved); remove nearCache, or set "
+           "authority: false if these keys are a cache of data kept elsewhere");
+  }
+  const std::string piiPath = check.path + ".containsPII";
+  const std::string allowPath = nearPath + ".allowPII";
+  if (entry.containsPII && !hasFailed(piiPath) && !entry.nearCache.allowPII &&
+      !hasFailed(allowPath)) {
+    const bool explicitFalse = isSet(allowPath);
+    report(explicitFalse ? markOf(allowPath) : check.nearAt, explicitFalse ? allowPath : nearPath,
+           "this pattern has containsPII: true, and a near cache would keep personal data in "
+           "every keygate's memory, outside Redis and its access controls; write allowPII: true "
+           "in nearCache if that was decided (say why in purpose), or remove nearCache");
+  }
 }
 
 void RegistryLoader::readInvalidation(const Entry& e) {
@@ -1222,13 +1387,31 @@ void RegistryLoader::checkAcrossSections() {
     const std::string ttlPath = check.path + ".ttl";
     const std::string authorityPath = check.path + ".authority";
     const bool cache = isSet(authorityPath) && !hasFailed(authorityPath) && !p.authority;
-    if (p.kind == PatternKind::kKey && cache && !isSet(ttlPath) && !defaults.ttl.present &&
-        !defaultsTtlUnknown && !hasFailed(check.path + ".kind")) {
+    const bool noTtl = p.kind == PatternKind::kKey && cache && !isSet(ttlPath) &&
+                       !defaults.ttl.present && !defaultsTtlUnknown &&
+                       !hasFailed(check.path + ".kind");
+    if (noTtl) {
       report(check.at, ttlPath,
              "a cache pattern needs a TTL contract: this one has authority: false, no ttl and "
              "defaults has no ttl either; add ttl: {default: 5m, jitter: 30s} here (how long "
              "the data may be served), set defaults.ttl, or set authority: true if Redis holds "
              "the truth for these keys");
+    }
+    // The pattern's TTL is the staleness budget a near cache is judged against: without one
+    // (none, or exempt) nothing says how long these values are meant to be served.
+    const bool ttlUnknown = isSet(ttlPath) ? hasFailed(ttlPath) : defaultsTtlUnknown;
+    const TtlPolicy& effective = isSet(ttlPath) ? p.ttl : defaults.ttl;
+    if (p.kind == PatternKind::kKey && p.nearCache.present && !noTtl && !ttlUnknown &&
+        !(effective.present && !effective.exempt)) {
+      const std::string why = effective.exempt
+                                  ? "this pattern's ttl is exempt, so its keys have no staleness "
+                                    "budget"
+                                  : "this pattern has no ttl and defaults has no ttl either";
+      report(check.nearAt, check.path + ".nearCache",
+             "a near cache needs a TTL policy, the staleness budget its ttl is judged against; " +
+                 why +
+                 "; give the pattern a ttl, e.g. ttl: {default: 24h, jitter: 1h}, or set "
+                 "defaults.ttl, or remove nearCache");
     }
     checkEndpointReference(p.endpoint, check.path + ".failureBehavior.endpoint");
     const std::string avgPath = check.path + ".avgValueBytes";

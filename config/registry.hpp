@@ -87,6 +87,20 @@ struct TtlPolicy {
   SourcePos pos;
 };
 
+// `nearCache:` of a pattern: keep read replies of these keys in keygate's memory and answer
+// repeated reads without a network hop (SPEC.md section 3, issue 8). Entries are dropped when
+// Redis reports a write to their key (CLIENT TRACKING), and in any case after `ttl`, which
+// bounds how stale an answer can be when an invalidation is lost. The limits are per keygate
+// process, split evenly across its worker threads.
+struct NearCachePolicy {
+  bool present = false;                       // the pattern has a nearCache section
+  std::chrono::milliseconds ttl{0};           // required; 10ms..1h
+  std::uint64_t maxBytes = 16 * 1024 * 1024;  // 1KiB..4GiB
+  std::uint64_t maxEntries = 10000;           // 1..10000000
+  bool allowPII = false;  // must be true to near-cache a pattern with containsPII: true
+  SourcePos pos;          // of the `nearCache` key
+};
+
 struct PatternEntry {
   std::string pattern;  // WYSIWYG, e.g. "cpq:{tenant-<tenant>}:lock:quote-<quoteId>:submit"
   SourcePos pos;        // of the pattern value
@@ -111,6 +125,11 @@ struct PatternEntry {
   std::optional<std::uint64_t> avgValueBytes;  // for the memory budget; unset: maxValueBytes
   TtlPolicy ttl;                               // !present: defaults.ttl applies (if any)
   std::optional<RegistryMode> mode;            // unset: the registry's mode
+  // Reads of these keys that are identical and in flight at the same time (same worker, same
+  // request bytes) share one Redis request; every caller gets its own copy of the reply.
+  bool coalesce = false;
+  SourcePos coalescePos;  // of the value; {0, 0} when the file does not set it
+  NearCachePolicy nearCache;
 };
 
 // A legacy key shape mapped onto a registry pattern: `from` and `to` use the pattern syntax;

@@ -644,6 +644,13 @@ std::shared_ptr<const CompiledRegistry> CompiledRegistry::compile(
     r.missing = ttl.missing;
     r.tooLong = ttl.tooLong;
     r.mode = entry.mode.value_or(registry.mode);
+    r.coalesce = !r.channel && entry.coalesce;
+    r.nearCache = !r.channel && entry.nearCache.present;
+    if (r.nearCache) {
+      r.nearTtl = entry.nearCache.ttl;
+      r.nearMaxBytes = entry.nearCache.maxBytes;
+      r.nearMaxEntries = entry.nearCache.maxEntries;
+    }
   }
 
   const auto& table = commands::CommandTable::redis70();
@@ -742,6 +749,12 @@ std::shared_ptr<const CompiledRegistry> CompiledRegistry::compile(
                      std::to_string(static_cast<int>(r.missing)) +
                      std::to_string(static_cast<int>(r.tooLong)) +
                      std::to_string(static_cast<int>(r.mode)) + (r.ttlBound ? "t" : "f"));
+    // Only when set, so that a registry without them keeps the hash it had before issue 8.
+    if (r.coalesce) h = fnv1a(h, "/coalesce");
+    if (r.nearCache) {
+      h = fnv1a(h, "/near/" + std::to_string(r.nearTtl.count()) + "/" +
+                       std::to_string(r.nearMaxBytes) + "/" + std::to_string(r.nearMaxEntries));
+    }
   }
   for (const auto& rw : registry.rewrites)
     h = fnv1a(h, rw.from + "->" + rw.to);
@@ -766,6 +779,54 @@ std::shared_ptr<const CompiledRegistry> CompiledRegistry::compile(
         out->keys_.size() > i && out->keys_.pattern(i).hasVariable("tenant");
   }
   if (errors->size() != errorsBefore) return nullptr;
+  return out;
+}
+
+std::string_view trackingPrefix(const KeyPattern& pattern, std::string_view key) {
+  std::size_t start = 0;  // where segment i begins in `key`
+  for (std::size_t i = 0; i < pattern.segmentCount(); ++i) {
+    const detail::Segment& segment = pattern.segment(i);
+    const std::size_t colon = key.find(':', start);
+    const std::string_view run =
+        key.substr(start, colon == std::string_view::npos ? std::string_view::npos : colon - start);
+    for (std::size_t k = 0; k < segment.vars.size(); ++k) {
+      if (pattern.variableName(segment.vars[k]) == kTenantVariable) continue;
+      if (k == 0) return key.substr(0, start + segment.prefix.size());
+      // <tenant> comes first in this segment: only a match tells where its value ends.
+      Captures captures;
+      if (!pattern.matchSegment(i, run, &captures) || captures.size() <= k) return key;
+      return key.substr(0, static_cast<std::size_t>(captures[k].value.data() - key.data()));
+    }
+    if (colon == std::string_view::npos) break;
+    start = colon + 1;
+  }
+  return key;
+}
+
+std::string trackingPrefixTemplate(const KeyPattern& pattern) {
+  for (std::size_t i = 0; i < pattern.segmentCount(); ++i) {
+    for (const std::uint32_t v : pattern.segment(i).vars) {
+      if (pattern.variableName(v) == kTenantVariable) continue;
+      return pattern.text().substr(0, pattern.variable(v).nameOffset - 1);  // before its '<'
+    }
+  }
+  return pattern.text();
+}
+
+std::vector<std::string> cachingWarnings(const PatternRules& rules) {
+  std::vector<std::string> out;
+  if (rules.nearCache && rules.ttlBound && rules.nearTtl > rules.ttlDefault) {
+    out.push_back("the near cache may serve a value up to " + durationText(rules.nearTtl) +
+                  " old, longer than the pattern's TTL " + durationText(rules.ttlDefault) +
+                  " (its staleness budget); lower nearCache.ttl to at most " +
+                  durationText(rules.ttlDefault));
+  }
+  if (rules.coalesce && rules.entry != nullptr && rules.entry->authority) {
+    out.push_back(
+        "coalesce on an authority: true pattern: a read joining one already in flight can see "
+        "a value from just before it was sent (a lock or a counter read a moment late); remove "
+        "coalesce unless every reader of these keys accepts that");
+  }
   return out;
 }
 

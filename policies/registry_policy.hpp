@@ -49,6 +49,12 @@ struct PatternRules {
   config::TooLongTtl tooLong = config::TooLongTtl::kClamp;
   config::RegistryMode mode = config::RegistryMode::kEnforce;
   int endpoint = -1;  // failureBehavior's profile (EndpointSet index), -1: none
+  // Issue 8 (config::PatternEntry::coalesce / nearCache); both false on a channel pattern.
+  bool coalesce = false;                 // identical concurrent reads share one Redis request
+  bool nearCache = false;                // read replies are kept in keygate's memory
+  std::chrono::milliseconds nearTtl{0};  // the longest an entry is served; 0 when !nearCache
+  std::uint64_t nearMaxBytes = 0;        // per keygate process (all workers); 0 when !nearCache
+  std::uint64_t nearMaxEntries = 0;      // per keygate process (all workers); 0 when !nearCache
 };
 
 enum class Reason : std::uint8_t {
@@ -75,6 +81,8 @@ class CompiledRegistry {
   const config::Registry& source() const { return registry_; }
   const KeyMatcher& keys() const { return keys_; }
   const PatternRules& rules(std::size_t index) const { return rules_[index]; }
+  // The compiled pattern of rules(index).
+  const KeyPattern& pattern(std::size_t index) const { return keys_.pattern(index); }
   std::size_t patternCount() const { return rules_.size(); }
   // `info` the resolved row (a subcommand for containers), `top` the top-level row.
   bool denied(const commands::CommandInfo& info, const commands::CommandInfo& top) const;
@@ -106,6 +114,26 @@ class CompiledRegistry {
   EndpointSet endpoints_;
   std::string hash_;
 };
+
+// The Redis CLIENT TRACKING BCAST prefix that covers `key` (which matches `pattern`): the key's
+// bytes up to where the pattern's first variable other than <tenant> begins (the whole key for
+// a pattern without such a variable). Per tenant, so a write to another tenant's keys is not
+// broadcast to this keygate. E.g. "cpq:{tenant-<tenant>}:catalog:offering:<offeringId>:v<v:int>"
+// and "cpq:{tenant-acme}:catalog:offering:o1:v3" give "cpq:{tenant-acme}:catalog:offering:".
+// Views into `key`. No allocation, except when <tenant> and that variable share one
+// ':'-separated segment ("x:{t-<tenant>}-<id>"), where the segment is matched to find where
+// <tenant>'s value ends. A key that does not match the pattern gives the whole key.
+std::string_view trackingPrefix(const KeyPattern& pattern, std::string_view key);
+
+// trackingPrefix in the pattern's own syntax, for `keygate check`:
+// "cpq:{tenant-<tenant>}:catalog:offering:" for the pattern above.
+std::string trackingPrefixTemplate(const KeyPattern& pattern);
+
+// What `keygate check` warns about a pattern's near cache and coalescing: settings that load but
+// deserve a second look (the near-cache ttl over the pattern's TTL, its staleness budget;
+// coalescing on an authority pattern). One sentence each, saying how to fix it; empty when
+// there is nothing to say.
+std::vector<std::string> cachingWarnings(const PatternRules& rules);
 
 // Uniform random numbers for TTL jitter (tests inject a fixed sequence).
 class RandomSource {

@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "config/values.hpp"
 #include "policies/endpoints.hpp"
 #include "policies/fail_open.hpp"
 #include "policies/registry_policy.hpp"
@@ -37,6 +38,19 @@ std::string ttlContract(const policies::PatternRules& r) {
   text += ", max " + durationText(r.ttlMax);
   text += r.missing == config::MissingTtl::kInject ? "; missing: inject" : "; missing: reject";
   text += r.tooLong == config::TooLongTtl::kClamp ? ", too long: clamp" : ", too long: reject";
+  return text;
+}
+
+// "ttl 30s, maxBytes 16MiB, maxEntries 10000 per keygate process (split across its workers);
+// tracking prefix cpq:{tenant-<tenant>}:catalog:offering:"
+std::string nearCacheSummary(const policies::CompiledRegistry& registry, std::size_t index) {
+  const auto& r = registry.rules(index);
+  std::string text = "ttl " + durationText(r.nearTtl) + ", maxBytes " +
+                     config::formatSize(r.nearMaxBytes) + ", maxEntries " +
+                     std::to_string(r.nearMaxEntries) +
+                     " per keygate process (split across its workers); tracking prefix " +
+                     policies::trackingPrefixTemplate(registry.pattern(index));
+  if (r.entry->containsPII) text += "; holds PII (allowPII: true)";
   return text;
 }
 
@@ -296,6 +310,17 @@ void explainPattern(std::ostream& out, const policies::CompiledRegistry& registr
   field(out, in, "endpoint", kFieldWidth, which);
   field(out, in, "on failure", kFieldWidth,
         entry.failureBehavior.empty() ? "(not described)" : entry.failureBehavior);
+  if (r.nearCache) {
+    // Near-cache hits never ask Redis, so they are answered also while it is slow or down; the
+    // near-cache ttl bounds how old they are.
+    const bool within = r.nearTtl <= r.ttlDefault;
+    field(out, in, "near cache", kFieldWidth,
+          "reads of near-cached keys are answered from keygate's memory, also while Redis is "
+          "slow or down, each entry for at most " +
+              durationText(r.nearTtl) + " after it was read from Redis (" +
+              (within ? "within" : "longer than") + " the pattern's TTL " +
+              durationText(r.ttlDefault) + ", its staleness budget); other reads as below");
+  }
   out << in << patternSummary(r, e) << "\n";
 }
 
@@ -354,6 +379,15 @@ int runCheckCommand(const std::string& path, std::ostream& out, std::ostream& er
       out << "  values up to " << bytesText(static_cast<double>(r.maxValueBytes))
           << "; cardinality " << e.maxExpectedCardinality << " keys x " << bytesText(perKey)
           << " = " << bytesText(budget) << "\n";
+    }
+    if (r.nearCache) out << "  near cache " << nearCacheSummary(*registry, i) << "\n";
+    if (r.coalesce) {
+      out << "  coalesce: identical reads of a key in flight at the same time on one worker share "
+             "one Redis request\n";
+    }
+    for (const auto& warning : policies::cachingWarnings(r)) {
+      ++warnings;
+      out << "  WARNING: " << warning << "\n";
     }
     if (!r.channel && defaults.memoryBudgetBytes > 0 &&
         budget > static_cast<double>(defaults.memoryBudgetBytes)) {

@@ -9,7 +9,10 @@ exit codes (0 valid, 1 invalid with only the errors printed, 2 for a bad command
 output unchanged in front of the explanation, `--explain` before or after the file, the same
 output twice, a block for every endpoint (the built-in default marked) and every pattern, the
 TIMEOUT text with each profile's own budget, nil for GET under `open`, the fail-closed texts
-under `closed`, and a lock's SET NX never answered as a success.
+under `closed`, and a lock's SET NX never answered as a success. Issue 8: each near-cached
+pattern's line (ttl, limits, tracking prefix) and coalescing line, the warnings (a near-cache ttl
+over the pattern's TTL, defaults.ttl included; coalescing an authority pattern) without a change
+of exit code, the near-cache line of --explain, and the near-cache load errors all at once.
 
 Then the texts are held to what a running keygate really answers: against a port nobody listens
 on (Redis down: UNAVAILABLE at once, a miss under `open`, a lock's SET NX an error) and against
@@ -89,6 +92,51 @@ patterns:
     authority: false
     failureBehavior: {endpoint: nowhere, description: "x"}
     ttl: {default: 5m}
+"""
+
+
+NEAR = """\
+defaults:
+  ttl: {default: 10s}
+patterns:
+  - pattern: "cpq:{tenant-<tenant>}:offering:<id>:v<v:int>"
+    owner: catalog
+    purpose: published offerings
+    authority: false
+    ttl: {default: 1h}
+    coalesce: true
+    nearCache: {ttl: 30s, maxBytes: 1MiB, maxEntries: 500}
+  - pattern: "cpq:{tenant-<tenant>}:profile:<id>"
+    owner: identity
+    purpose: user profiles
+    authority: false
+    containsPII: true
+    nearCache: {ttl: 1m, allowPII: true}
+  - pattern: "lock:<id>"
+    owner: orders
+    purpose: one checkout at a time
+    authority: true
+    coalesce: true
+  - pattern: "note:<id>"
+    owner: notes
+    purpose: notes
+    authority: false
+"""
+
+NEAR_BAD = """\
+patterns:
+  - pattern: "lock:<id>"
+    owner: orders
+    purpose: one checkout at a time
+    authority: true
+    nearCache:
+      ttl: 2h
+  - pattern: "events"
+    kind: channel
+    owner: o
+    purpose: p
+    authority: false
+    coalesce: true
 """
 
 
@@ -341,6 +389,93 @@ class CheckExplainCliTest(unittest.TestCase):
         self.assertTrue(value(patterns["note:<id>"], "endpoint")[0].startswith(
             "default (the built-in default, closed, 1s)"))
         self.assertIn("writes -> error", summary("note:<id>"))
+
+    # -- issue 8: near cache and coalescing
+
+    def lint_block(self, out: str, pattern: str) -> List[str]:
+        """The lines under `pattern` in the lint part (before the total)."""
+        lines = out[:out.index("\ntotal memory budget ")].splitlines()
+        i = lines.index(pattern)
+        block = []
+        for line in lines[i + 1:]:
+            if not line.startswith("  "):
+                break
+            block.append(line)
+        return block
+
+    def test_near_cache_and_coalescing(self):
+        path = self.write("near.yaml", NEAR)
+        code, plain, err = run_check(path)
+        self.assertEqual(code, 0, err)  # warnings do not change the exit code
+        offering = self.lint_block(plain, "cpq:{tenant-<tenant>}:offering:<id>:v<v:int>")
+        self.assertIn("  near cache ttl 30s, maxBytes 1MiB, maxEntries 500 per keygate process "
+                      "(split across its workers); tracking prefix cpq:{tenant-<tenant>}:offering:",
+                      offering)
+        self.assertIn("  coalesce: identical reads of a key in flight at the same time on one "
+                      "worker share one Redis request", offering)
+        self.assertFalse(any("WARNING" in l for l in offering), offering)
+        # defaults.ttl (10s) is the budget of a pattern without a ttl of its own.
+        stale = self.lint_block(plain, "cpq:{tenant-<tenant>}:profile:<id>")
+        self.assertIn("  near cache ttl 1m, maxBytes 16MiB, maxEntries 10000 per keygate process "
+                      "(split across its workers); tracking prefix cpq:{tenant-<tenant>}:profile:; "
+                      "holds PII (allowPII: true)", stale)
+        self.assertIn("  WARNING: the near cache may serve a value up to 1m old, longer than the "
+                      "pattern's TTL 10s (its staleness budget); lower nearCache.ttl to at most 10s",
+                      stale)
+        lock = self.lint_block(plain, "lock:<id>")
+        self.assertFalse(any(l.startswith("  near cache") for l in lock), lock)
+        self.assertEqual(len([l for l in lock if l.startswith("  WARNING: coalesce on an authority: "
+                                                              "true pattern: a read joining one "
+                                                              "already in flight can see a value "
+                                                              "from just before it was sent")]),
+                         1, lock)
+        plainest = self.lint_block(plain, "note:<id>")
+        self.assertFalse(any("near cache" in l or "coalesce" in l or "WARNING" in l
+                             for l in plainest), plainest)
+        self.assertIn("(2 warnings)", plain)
+
+        code, out, err = run_check("--explain", path)
+        self.assertEqual(code, 0, err)
+        self.assertTrue(out.startswith(plain))
+        patterns = blocks(out, "pattern")
+        self.assertEqual(value(patterns["cpq:{tenant-<tenant>}:offering:<id>:v<v:int>"],
+                               "near cache"),
+                         ["reads of near-cached keys are answered from keygate's memory, also while "
+                          "Redis is slow or down, each entry for at most 30s after it was read from "
+                          "Redis (within the pattern's TTL 1h, its staleness budget); other reads "
+                          "as below"])
+        self.assertIn("(longer than the pattern's TTL 10s, its staleness budget)",
+                      value(patterns["cpq:{tenant-<tenant>}:profile:<id>"], "near cache")[0])
+        for p in ("lock:<id>", "note:<id>"):
+            self.assertEqual(value(patterns[p], "near cache"), [], patterns[p])
+
+        # The example registry near-caches the published offering only.
+        code, example, err = run_check(EXAMPLE_REGISTRY)
+        self.assertEqual(code, 0, err)
+        near = [l for l in example.splitlines() if l.startswith("  near cache ")]
+        self.assertEqual(len(near), 1, example)
+        self.assertIn("tracking prefix cpq:{tenant-<tenant>}:catalog:offering:", near[0])
+        self.assertIn("  near cache ttl 30s,", self.lint_block(
+            example, "cpq:{tenant-<tenant>}:catalog:offering:<offeringId>:catalog-"
+                     "<catalogVersion:/v[0-9]{4}-[0-9]{2}/>")[3])
+        self.assertEqual(len([l for l in example.splitlines() if l.startswith("  coalesce: ")]), 2)
+
+    def test_near_cache_load_errors(self):
+        path = self.write("near-bad.yaml", NEAR_BAD)
+        code, out, err = run_check(path)
+        self.assertEqual(code, 1, err)
+        self.assertEqual(out, "")
+        found = re.findall(re.escape(path) + r":(\d+):(\d+): (\S+): (.*)", err)
+        # Every error at once: the lock has neither a TTL policy nor may it be near-cached.
+        self.assertEqual([(int(l), int(c), p) for l, c, p, _ in found],
+                         [(6, 5, "patterns[0].nearCache"), (6, 5, "patterns[0].nearCache"),
+                          (7, 12, "patterns[0].nearCache.ttl"),
+                          (13, 15, "patterns[1].coalesce")], err)
+        self.assertIn("this pattern has authority: true", found[0][3])
+        self.assertIn("a near cache needs a TTL policy", found[1][3])
+        self.assertIn("over the maximum 1h", found[2][3])
+        self.assertIn("no reads to coalesce", found[3][3])
+        self.assertIn("4 registry errors", err)
 
     # -- errors
 

@@ -338,3 +338,231 @@ TEST_CASE("overlapping patterns are load errors at the pattern's position") {
     found = found || (e.line == 42 || e.path.find("patterns[") == 0);
   CHECK(found);
 }
+
+// ---- issue 8: coalescing, the near cache and its tracking prefixes ---------------------------
+
+namespace {
+
+KeyPattern parsed(std::string_view text) {
+  std::string why;
+  auto p = KeyPattern::parse(text, &why);
+  INFO(why);
+  REQUIRE(p);
+  return std::move(*p);
+}
+
+// trackingPrefix of `key`, which must match `text`; and a view into the key itself.
+std::string prefixOf(std::string_view text, std::string_view key) {
+  const KeyPattern p = parsed(text);
+  INFO(text << " / " << key);
+  REQUIRE(p.match(key));
+  const std::string_view prefix = trackingPrefix(p, key);
+  CHECK(prefix.data() == key.data());
+  CHECK(key.starts_with(prefix));
+  return std::string(prefix);
+}
+
+// Compiles a registry file's text (the loader and the compiler, as keygate does).
+std::shared_ptr<const CompiledRegistry> compileText(const std::string& yaml) {
+  auto loaded = config::loadRegistryText(yaml, "r.yaml");
+  std::string errors;
+  for (const auto& e : loaded.errors)
+    errors += e.str() + "\n";
+  INFO(errors);
+  REQUIRE(loaded.ok());
+  return compile(std::move(loaded.registry));
+}
+
+}  // namespace
+
+TEST_CASE("trackingPrefix: the key up to the first variable other than <tenant>", "[near-cache]") {
+  // <tenant> first, in a hash tag: per tenant.
+  const std::string_view offering = "cpq:{tenant-<tenant>}:catalog:offering:<offeringId>:v<v:int>";
+  CHECK(prefixOf(offering, "cpq:{tenant-acme}:catalog:offering:o1:v3") ==
+        "cpq:{tenant-acme}:catalog:offering:");
+  CHECK(prefixOf(offering, "cpq:{tenant-globex}:catalog:offering:o2:v14") ==
+        "cpq:{tenant-globex}:catalog:offering:");
+  CHECK(trackingPrefixTemplate(parsed(offering)) == "cpq:{tenant-<tenant>}:catalog:offering:");
+
+  // <tenant> in the middle: the literal text after it, up to the next variable, is kept.
+  CHECK(prefixOf("app:orders:<tenant>:order-<id:int>", "app:orders:acme:order-7") ==
+        "app:orders:acme:order-");
+  CHECK(trackingPrefixTemplate(parsed("app:orders:<tenant>:order-<id:int>")) ==
+        "app:orders:<tenant>:order-");
+
+  // <tenant> and the variable in one segment: where <tenant>'s value ends is the matcher's.
+  CHECK(prefixOf("x:{t-<tenant>}-<id>:y", "x:{t-acme}-42:y") == "x:{t-acme}-");
+  CHECK(prefixOf("x:{t-<tenant>}-<id>:y", "x:{t-a}-b}-42:y") == "x:{t-a}-");
+  CHECK(trackingPrefixTemplate(parsed("x:{t-<tenant>}-<id>:y")) == "x:{t-<tenant>}-");
+
+  // No variable, or only <tenant>: the whole key.
+  CHECK(prefixOf("a:b", "a:b") == "a:b");
+  CHECK(trackingPrefixTemplate(parsed("a:b")) == "a:b");
+  CHECK(prefixOf("cpq:{tenant-<tenant>}:config", "cpq:{tenant-acme}:config") ==
+        "cpq:{tenant-acme}:config");
+  CHECK(trackingPrefixTemplate(parsed("cpq:{tenant-<tenant>}:config")) ==
+        "cpq:{tenant-<tenant>}:config");
+
+  // One variable; and a variable first, which covers every key (an empty prefix).
+  CHECK(prefixOf("cat:<id>", "cat:7") == "cat:");
+  CHECK(prefixOf("<id>:x", "7:x").empty());
+  CHECK(trackingPrefixTemplate(parsed("<id>:x")).empty());
+
+  // Regex variables are variables like the others.
+  const std::string_view versioned =
+      "cpq:{tenant-<tenant>}:catalog:offering:<offeringId>:catalog-<catalogVersion:/v[0-9]{4}-"
+      "[0-9]{2}/>";
+  CHECK(prefixOf(versioned, "cpq:{tenant-acme}:catalog:offering:o1:catalog-v2026-01") ==
+        "cpq:{tenant-acme}:catalog:offering:");
+  CHECK(prefixOf("feed:<v:/v[0-9]+/>:items", "feed:v12:items") == "feed:");
+  CHECK(trackingPrefixTemplate(parsed("feed:<v:/v[0-9]+/>:items")) == "feed:");
+  CHECK(prefixOf("feed:{t-<tenant>}:items-<v:/v[0-9]+/>", "feed:{t-acme}:items-v1") ==
+        "feed:{t-acme}:items-");
+
+  // Escaped angle brackets are literal text: the key has '<', the template keeps the escape.
+  CHECK(prefixOf("tag:\\<b\\>:<id>", "tag:<b>:9") == "tag:<b>:");
+  CHECK(trackingPrefixTemplate(parsed("tag:\\<b\\>:<id>")) == "tag:\\<b\\>:");
+  CHECK(prefixOf("t:a\\<-<id>", "t:a<-5") == "t:a<-");
+  CHECK(prefixOf("t:{<tenant>}\\<<id>", "t:{acme}<5") == "t:{acme}<");
+
+  // A key that does not match (fewer segments) gives the whole key, never bytes past its end.
+  const KeyPattern p = parsed(offering);
+  CHECK(trackingPrefix(p, "cpq:{tenant-acme}") == "cpq:{tenant-acme}");
+  CHECK(trackingPrefix(p, "").empty());
+}
+
+TEST_CASE("compiled rules carry coalesce and the near cache, with the defaults", "[near-cache]") {
+  const std::string yaml = R"(patterns:
+  - pattern: "cpq:{tenant-<tenant>}:catalog:offering:<offeringId>:v<v:int>"
+    owner: o
+    purpose: p
+    authority: false
+    ttl: {default: 24h}
+    coalesce: true
+    nearCache: {ttl: 30s}
+  - pattern: "cpq:{tenant-<tenant>}:preview:<id>"
+    owner: o
+    purpose: p
+    authority: false
+    ttl: {default: 5m}
+    nearCache: {ttl: 2s, maxBytes: 1MiB, maxEntries: 50}
+  - pattern: "cpq:{tenant-<tenant>}:lock:<id>"
+    owner: o
+    purpose: p
+    authority: true
+    ttl: {default: 10s}
+  - pattern: "cpq:{tenant-<tenant>}:events"
+    kind: channel
+    owner: o
+    purpose: p
+    authority: false
+)";
+  const auto registry = compileText(yaml);
+  REQUIRE(registry->patternCount() == 4);
+  const auto& offering = registry->rules(0);
+  CHECK(offering.coalesce);
+  CHECK(offering.nearCache);
+  CHECK(offering.nearTtl == std::chrono::seconds(30));
+  CHECK(offering.nearMaxBytes == 16ull * 1024 * 1024);
+  CHECK(offering.nearMaxEntries == 10000);
+  const auto& preview = registry->rules(1);
+  CHECK_FALSE(preview.coalesce);
+  CHECK(preview.nearCache);
+  CHECK(preview.nearTtl == milliseconds(2000));
+  CHECK(preview.nearMaxBytes == 1024 * 1024);
+  CHECK(preview.nearMaxEntries == 50);
+  for (std::size_t i : {2u, 3u}) {
+    const auto& r = registry->rules(i);
+    INFO(r.entry->pattern);
+    CHECK_FALSE(r.coalesce);
+    CHECK_FALSE(r.nearCache);
+    CHECK(r.nearTtl == milliseconds(0));
+    CHECK(r.nearMaxBytes == 0);
+    CHECK(r.nearMaxEntries == 0);
+  }
+  // pattern(i) is the compiled pattern of rules(i).
+  for (std::size_t i = 0; i < registry->patternCount(); ++i) {
+    CHECK(registry->pattern(i).text() == registry->rules(i).entry->pattern);
+  }
+  const std::string key = "cpq:{tenant-acme}:catalog:offering:o1:v3";
+  const int index = registry->keys().match(key);
+  REQUIRE(index == 0);
+  CHECK(trackingPrefix(registry->pattern(static_cast<std::size_t>(index)), key) ==
+        "cpq:{tenant-acme}:catalog:offering:");
+  CHECK(trackingPrefixTemplate(registry->pattern(1)) == "cpq:{tenant-<tenant>}:preview:");
+
+  // A change to them is a change of the rules in force (the hash a reload compares) ...
+  const auto replace = [&](std::string_view from, std::string_view to) {
+    std::string text = yaml;
+    const auto at = text.find(from);
+    REQUIRE(at != std::string::npos);
+    text.replace(at, from.size(), to);
+    return compileText(text)->hash();
+  };
+  CHECK(replace("    coalesce: true\n", "") != registry->hash());
+  CHECK(replace("nearCache: {ttl: 30s}", "nearCache: {ttl: 31s}") != registry->hash());
+  CHECK(replace("maxEntries: 50", "maxEntries: 51") != registry->hash());
+  CHECK(replace("maxBytes: 1MiB", "maxBytes: 2MiB") != registry->hash());
+  CHECK(replace("ttl: {default: 5m}\n    nearCache: {ttl: 2s, maxBytes: 1MiB, maxEntries: 50}",
+                "ttl: {default: 5m}") != registry->hash());
+  // ... while the same rules written differently are not.
+  CHECK(replace("nearCache: {ttl: 30s}", "nearCache: {ttl: 30000ms, maxEntries: 10000}") ==
+        registry->hash());
+  CHECK(replace("    coalesce: true\n", "") ==
+        replace("    coalesce: true\n", "    coalesce: false\n"));
+}
+
+TEST_CASE("keygate check's warnings: staleness budget and coalescing an authority pattern",
+          "[near-cache]") {
+  const auto registry = compileText(R"(defaults:
+  ttl: {default: 10s}
+patterns:
+  - pattern: "a:<id>"
+    owner: o
+    purpose: p
+    authority: false
+    ttl: {default: 5m}
+    nearCache: {ttl: 1h}
+  - pattern: "b:<id>"
+    owner: o
+    purpose: p
+    authority: false
+    ttl: {default: 5m}
+    nearCache: {ttl: 5m}
+    coalesce: true
+  - pattern: "c:<id>"
+    owner: o
+    purpose: p
+    authority: false
+    nearCache: {ttl: 30s}
+  - pattern: "d:<id>"
+    owner: o
+    purpose: p
+    authority: true
+    coalesce: true
+  - pattern: "e:<id>"
+    owner: o
+    purpose: p
+    authority: false
+)");
+  // Over the pattern's own TTL.
+  CHECK(cachingWarnings(registry->rules(0)) ==
+        std::vector<std::string>{
+            "the near cache may serve a value up to 1h old, longer than the pattern's TTL 5m "
+            "(its staleness budget); lower nearCache.ttl to at most 5m"});
+  // Equal to it, and coalescing a cache pattern: nothing to say.
+  CHECK(cachingWarnings(registry->rules(1)).empty());
+  // The budget of a pattern without a ttl of its own is defaults.ttl.
+  CHECK(cachingWarnings(registry->rules(2)) ==
+        std::vector<std::string>{
+            "the near cache may serve a value up to 30s old, longer than the pattern's TTL 10s "
+            "(its staleness budget); lower nearCache.ttl to at most 10s"});
+  // Coalescing an authority pattern.
+  const auto authority = cachingWarnings(registry->rules(3));
+  REQUIRE(authority.size() == 1);
+  CHECK(authority[0] ==
+        "coalesce on an authority: true pattern: a read joining one already in flight can see a "
+        "value from just before it was sent (a lock or a counter read a moment late); remove "
+        "coalesce unless every reader of these keys accepts that");
+  CHECK(cachingWarnings(registry->rules(4)).empty());
+}
