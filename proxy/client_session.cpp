@@ -449,6 +449,7 @@ ClientSession::Step ClientSession::dispatchCommand(Args args, std::string_view r
   const Special special = specialOf(*top);
   choosePolicy(args, info, *top);
   traffic_.requestBytes = static_cast<std::uint32_t>(std::min<std::size_t>(raw.size(), UINT32_MAX));
+  if (decided_ != nullptr && worker_.reads().active()) noteWrites(args, info);
   const bool subscribedResp2 = proto_ == resp::Protocol::kResp2 &&
                                (pubsubExpects_ > 0 || (channels_ + patterns_ + shardChannels_) > 0);
   // Inside MULTI Redis queues commands, and in RESP2 subscribed mode it refuses most of them:
@@ -599,6 +600,11 @@ ClientSession::Step ClientSession::dispatchCommand(Args args, std::string_view r
                     " cannot work through a proxy that shares its Redis connections; run it "
                     "against Redis directly");
     }
+  }
+  if (special == Special::kNone && decided_ != nullptr && worker_.reads().active() && !inMulti_ &&
+      !dedicatedActive() && !sharedRouteBlocked()) {
+    Step step = Step::kNext;
+    if (shareRead(args, raw, step)) return step;
   }
   if (cluster_) return dispatchCluster(args, raw, info);
   if (dedicatedActive() || (routeInflight_ > 0 && routeKind_ == RouteKind::kDedicated)) {
@@ -842,6 +848,8 @@ std::uint64_t ClientSession::pushTracked(Breaker* breaker) {
   s.sentAt = std::chrono::steady_clock::now();
   s.patternId = traffic_.patternId;
   s.commandRow = traffic_.commandRow;
+  s.write = traffic_.write;
+  if (s.write) ++inflightWrites_;
   s.absent = traffic_.absent;
   s.endpointMetric = policy_.runtime != nullptr ? policy_.runtime->metricId : 0;
   auto& pattern = worker_.traffic().patterns[traffic_.patternId];
@@ -1083,6 +1091,14 @@ bool isAbsentReply(policies::MissShape shape, std::string_view reply) {
       return false;
   }
   return false;
+}
+
+// Whether Redis' reply to a shareable read may be kept in the near cache: a value, never an
+// error or an "absent" answer, and not a per-element array (MGET, HMGET: nils inside).
+bool storableReply(policies::MissShape shape, std::string_view reply) {
+  if (reply.empty() || reply[0] == '-' || reply[0] == '!') return false;
+  if (shape == policies::MissShape::kNils || shape == policies::MissShape::kZeros) return false;
+  return !isAbsentReply(shape, reply);
 }
 
 }  // namespace
@@ -1599,6 +1615,9 @@ void ClientSession::onReply(std::uint64_t tag, std::string_view frame) {
     } else if ((tag & kScanTagBit) != 0) {
       completeSlot(seq, rewriteScanReply(slot->scanNode, frame));
     } else {
+      if (slot->flightLeader && storableReply(slot->absent, frame)) {
+        worker_.reads().store(slot->flight, frame);
+      }
       completeSlot(seq, frame);
     }
     noteRouteDone();
@@ -1834,6 +1853,16 @@ void ClientSession::completeSlot(std::uint64_t seq, std::string_view bytes) {
   const std::uint64_t index = seq - headSeq_;
   if (index >= slots_.size()) return;
   if (slots_[index].ready) return;  // answered at its deadline; a late reply is dropped
+  {
+    Slot& slot = slots_[index];
+    if (slot.write && inflightWrites_ > 0) --inflightWrites_;
+    if (slot.flight != 0) {
+      const std::uint64_t flight = slot.flight;
+      slot.flight = 0;
+      // Its waiters get the same answer, whatever it is (same endpoint profile).
+      if (slot.flightLeader) worker_.reads().finish(flight, bytes);
+    }
+  }
   if (slots_[index].tracked) recordCompletion(slots_[index], bytes);
   if (index != 0) {
     Slot& slot = slots_[index];
@@ -1929,7 +1958,14 @@ void ClientSession::close() {
   closed_ = true;
   boost::system::error_code ignored;
   socket_.close(ignored);
+  std::vector<std::uint64_t> led;
+  for (const Slot& s : slots_) {
+    if (s.flight != 0 && s.flightLeader && !s.ready) led.push_back(s.flight);
+  }
   slots_.clear();
+  // Clients waiting on this one's reads send them themselves.
+  for (const std::uint64_t flight : led)
+    worker_.reads().abandon(flight);
   expects_.clear();
   storedBytes_ = 0;
   std::string().swap(sentLog_);

@@ -66,6 +66,12 @@ class ClientSession final : public ReplySink,
 
   std::uint64_t id() const { return id_; }
 
+  // Coalescing (proxy/read_sharing.hpp). The flight request `seq` waited on was answered with
+  // `reply`; or its leader went away and this request is to be sent itself (false: it needs
+  // nothing any more).
+  void flightDone(std::uint64_t seq, std::string_view reply);
+  bool leadFlight(std::uint64_t seq);
+
  private:
   using Args = std::span<const std::string_view>;
   // Shared-connection tags carry the slot sequence; these bits ask for a reply rewrite.
@@ -131,10 +137,16 @@ class ClientSession final : public ReplySink,
     policies::MissShape absent = policies::MissShape::kNone;  // reads: the "no such key" reply
     std::chrono::steady_clock::time_point sentAt{};
     std::weak_ptr<UpstreamConnection> conn;  // told of a timeout (timeoutsBeforeReconnect)
+    bool write = false;                      // counted in inflightWrites_
+    // Coalescing / near-cache fill (ReadSharing): the flight this request leads or waits on.
+    bool flightLeader = false;
+    std::uint64_t flight = 0;
   };
 
   // Which kind of upstream connection the client's in-flight requests are on.
-  enum class RouteKind : std::uint8_t { kNone, kShared, kDedicated };
+  // kFlight: waiting on another client's identical read (ReadSharing); nothing else is sent
+  // until it is answered, since that read may go out on another connection than this client's.
+  enum class RouteKind : std::uint8_t { kNone, kShared, kDedicated, kFlight };
 
   struct Expect {
     std::uint64_t seq = 0;
@@ -199,6 +211,12 @@ class ClientSession final : public ReplySink,
   Step applyRegistry(const policies::CompiledRegistry& registry, Args args, std::string_view raw,
                      const commands::CommandInfo& info, const commands::CommandInfo& top);
   void sendHidden(UpstreamConnection* conn);
+  // Near cache and coalescing (docs/near-cache.md): answers a shareable read from the near
+  // cache, joins an identical read in flight, or sends it as a flight others may join. False:
+  // the request takes the ordinary path.
+  bool shareRead(Args args, std::string_view raw, Step& step);
+  // A write (or anything not read-only) to keys of near-cache / coalesce patterns.
+  void noteWrites(Args args, const commands::CommandInfo& info);
   void sendHiddenDedicated(UpstreamConnection& conn);
 
   // local commands (local_commands.cpp)
@@ -334,6 +352,7 @@ class ClientSession final : public ReplySink,
   std::uint64_t sentLogBase_ = 0;
   std::uint64_t headSeq_ = 0;
   std::uint64_t nextSeq_ = 0;
+  std::uint32_t inflightWrites_ = 0;  // unanswered writes: no near-cache hit may overtake one
   std::size_t storedBytes_ = 0;
   std::string out_;
   std::string writing_;

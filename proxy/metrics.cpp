@@ -79,6 +79,108 @@ prometheus::MetricFamily emptyFamily(std::string name, std::string help,
 
 }  // namespace
 
+void ProxyCollector::collectNearCache(std::vector<prometheus::MetricFamily>& out) const {
+  using prometheus::MetricType;
+  // Per pattern, from the sessions' counters and each worker's near cache (docs/near-cache.md).
+  using Read = std::uint64_t (*)(const Worker&, std::size_t);
+  struct Def {
+    const char* name;
+    const char* help;
+    MetricType type;
+    Read read;
+  };
+  static constexpr auto load = [](const WorkerStats::Counter& c) {
+    return c.load(std::memory_order_relaxed);
+  };
+  static const Def kDefs[] = {
+      {"keygate_near_cache_hits_total", "Reads answered from keygate's near cache",
+       MetricType::Counter,
+       [](const Worker& w, std::size_t id) { return load(w.traffic().patterns[id].nearHits); }},
+      {"keygate_near_cache_misses_total", "Near-cache lookups that went to Redis",
+       MetricType::Counter,
+       [](const Worker& w, std::size_t id) { return load(w.traffic().patterns[id].nearMisses); }},
+      {"keygate_coalesced_requests_total",
+       "Reads answered by sharing another client's identical request in flight",
+       MetricType::Counter,
+       [](const Worker& w, std::size_t id) { return load(w.traffic().patterns[id].coalesced); }},
+      {"keygate_near_cache_invalidations_total",
+       "Near-cache entries dropped because their key changed (Redis invalidation, a write "
+       "through keygate, a flush)",
+       MetricType::Counter,
+       [](const Worker& w, std::size_t id) {
+         return load(w.reads().cache().stats(static_cast<std::uint16_t>(id)).invalidations);
+       }},
+      {"keygate_near_cache_evictions_total",
+       "Near-cache entries dropped to stay within maxBytes / maxEntries (least recently used)",
+       MetricType::Counter,
+       [](const Worker& w, std::size_t id) {
+         return load(w.reads().cache().stats(static_cast<std::uint16_t>(id)).evictions);
+       }},
+      {"keygate_near_cache_expirations_total", "Near-cache entries dropped at nearCache.ttl",
+       MetricType::Counter,
+       [](const Worker& w, std::size_t id) {
+         return load(w.reads().cache().stats(static_cast<std::uint16_t>(id)).expirations);
+       }},
+      {"keygate_near_cache_bytes", "Memory held by near-cache entries", MetricType::Gauge,
+       [](const Worker& w, std::size_t id) {
+         return load(w.reads().cache().stats(static_cast<std::uint16_t>(id)).bytes);
+       }},
+      {"keygate_near_cache_entries", "Near-cache entries", MetricType::Gauge,
+       [](const Worker& w, std::size_t id) {
+         return load(w.reads().cache().stats(static_cast<std::uint16_t>(id)).entries);
+       }},
+  };
+  const std::size_t patterns = context_.patternNames.count();
+  std::vector<std::vector<std::uint64_t>> totals(std::size(kDefs),
+                                                 std::vector<std::uint64_t>(patterns));
+  std::vector<bool> seen(patterns);
+  for (std::size_t d = 0; d < std::size(kDefs); ++d) {
+    for (std::size_t id = 0; id < patterns; ++id) {
+      for (const auto& w : workers_)
+        totals[d][id] += kDefs[d].read(*w, id);
+      if (totals[d][id] > 0) seen[id] = true;
+    }
+  }
+  for (std::size_t d = 0; d < std::size(kDefs); ++d) {
+    auto f = emptyFamily(kDefs[d].name, kDefs[d].help, kDefs[d].type);
+    for (std::size_t id = 0; id < patterns; ++id) {
+      if (!seen[id]) continue;
+      prometheus::ClientMetric m;
+      m.label = {{"pattern", context_.patternNames.name(id)}};
+      if (kDefs[d].type == MetricType::Gauge) {
+        m.gauge.value = static_cast<double>(totals[d][id]);
+      } else {
+        m.counter.value = static_cast<double>(totals[d][id]);
+      }
+      f.metric.push_back(std::move(m));
+    }
+    out.push_back(std::move(f));
+  }
+  auto tracking =
+      emptyFamily("keygate_near_cache_tracking",
+                  "1 when every worker's CLIENT TRACKING connection to the node is up, else 0",
+                  MetricType::Gauge);
+  {
+    std::lock_guard lock(context_.trackingMutex);
+    for (const auto& [node, count] : context_.trackingLinks) {
+      prometheus::ClientMetric m;
+      m.label = {{"node", node}};
+      m.gauge.value = count >= workers_.size() ? 1 : 0;
+      tracking.metric.push_back(std::move(m));
+    }
+  }
+  out.push_back(std::move(tracking));
+  auto flushes = emptyFamily("keygate_near_cache_flushes_total",
+                             "Whole near cache dropped on a worker: tracking connection "
+                             "(re)established, Redis flushed, registry changed",
+                             MetricType::Counter);
+  prometheus::ClientMetric m;
+  for (const auto& w : workers_)
+    m.counter.value += static_cast<double>(w->reads().flushes());
+  flushes.metric.push_back(std::move(m));
+  out.push_back(std::move(flushes));
+}
+
 void ProxyCollector::collectTraffic(std::vector<prometheus::MetricFamily>& out) const {
   using prometheus::MetricType;
   constexpr double kMicros = 1e6;
@@ -166,6 +268,7 @@ void ProxyCollector::collectTraffic(std::vector<prometheus::MetricFamily>& out) 
   }
   out.push_back(std::move(durations));
   out.push_back(std::move(values));
+  collectNearCache(out);
 
   // Per command: the commands clients sent (bounded by the command table).
   const auto rows = commands::CommandTable::redis70().all();

@@ -23,6 +23,7 @@ class ProxyCollector : public prometheus::Collectable {
  private:
   // Per pattern, per command, per endpoint duration (proxy/traffic_stats.hpp).
   void collectTraffic(std::vector<prometheus::MetricFamily>& out) const;
+  void collectNearCache(std::vector<prometheus::MetricFamily>& out) const;
 
   const ServerContext& context_;
   const std::vector<std::unique_ptr<Worker>>& workers_;

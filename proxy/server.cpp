@@ -32,6 +32,12 @@ Server::Server(ServerContext& context)
   for (std::uint32_t i = 0; i < threads; ++i) {
     workers_.push_back(std::make_unique<Worker>(i, context_));
   }
+  context_.workerCount = threads;
+  context_.broadcastKeyWrite = [this](std::size_t from, std::string_view key) {
+    for (auto& w : workers_) {
+      if (w->index() != from) w->postKeyChanged(std::string(key));
+    }
+  };
   if (context_.config.upstream.mode == config::UpstreamMode::kCluster) {
     refresher_ = std::make_unique<TopologyRefresher>(io_, context_,
                                                      [this](std::shared_ptr<const SlotMap> map) {

@@ -71,6 +71,7 @@ SketchReport collectSketches(const ServerContext& context,
       out.sensitive = out.sensitive || p->sensitive;
       hot.push_back(p->hot);
       big.push_back(p->big);
+      out.nearCached.insert(out.nearCached.end(), p->nearCached.begin(), p->nearCached.end());
       if (p->hasDistinct) {
         distinct.merge(p->distinct);
         out.hasDistinct = true;
@@ -84,7 +85,12 @@ SketchReport collectSketches(const ServerContext& context,
         k.key = policies::stableKeyHash(k.key);
       for (auto& b : out.big)
         b.key = policies::stableKeyHash(b.key);
+      for (auto& k : out.nearCached)
+        k = policies::stableKeyHash(k);
     }
+    std::sort(out.nearCached.begin(), out.nearCached.end());
+    out.nearCached.erase(std::unique(out.nearCached.begin(), out.nearCached.end()),
+                         out.nearCached.end());
     report.patterns.push_back(std::move(out));
   }
   return report;
@@ -99,6 +105,11 @@ std::string number(double v) {
 }
 
 }  // namespace
+
+// Whether a hot key is answered from keygate's near cache (on some worker) right now.
+static const char* nearCachedJson(const SketchReport::Pattern& p, const std::string& key) {
+  return std::binary_search(p.nearCached.begin(), p.nearCached.end(), key) ? "true" : "false";
+}
 
 std::string hotKeysJson(const SketchReport& report, std::size_t perPattern) {
   // Patterns by their hottest key, hottest first.
@@ -131,7 +142,8 @@ std::string hotKeysJson(const SketchReport& report, std::size_t perPattern) {
            ",\"key\":" + jsonString(flat[i].key->key) +
            ",\"hashed\":" + (flat[i].pattern->sensitive ? "true" : "false") +
            ",\"count\":" + std::to_string(flat[i].key->count) +
-           ",\"error\":" + std::to_string(flat[i].key->errorBound) + "}";
+           ",\"error\":" + std::to_string(flat[i].key->errorBound) +
+           ",\"nearCache\":" + nearCachedJson(*flat[i].pattern, flat[i].key->key) + "}";
   }
   out += "],\"patterns\":[";
   bool first = true;
@@ -144,7 +156,8 @@ std::string hotKeysJson(const SketchReport& report, std::size_t perPattern) {
       if (i > 0) out += ",";
       out += "{\"key\":" + jsonString(p->hot[i].key) +
              ",\"count\":" + std::to_string(p->hot[i].count) +
-             ",\"error\":" + std::to_string(p->hot[i].errorBound) + "}";
+             ",\"error\":" + std::to_string(p->hot[i].errorBound) +
+             ",\"nearCache\":" + nearCachedJson(*p, p->hot[i].key) + "}";
     }
     out += "]}";
   }

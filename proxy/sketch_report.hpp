@@ -26,6 +26,8 @@ struct SketchReport {
     double distinct = 0;  // keys written within the last one to two TTLs (HyperLogLog)
     bool hasDistinct = false;
     std::uint64_t maxExpected = 0;
+    // Hot keys some worker answers from its near cache (sorted; hashed like `hot`).
+    std::vector<std::string> nearCached;
   };
   std::vector<Pattern> patterns;
   std::vector<SketchSnapshot::Node> nodes;                     // summed over workers, by address

@@ -61,6 +61,9 @@ struct PatternCounters {
   Counter ttlClamped{0};
   Counter requestBytes{0};
   Counter replyBytes{0};
+  Counter nearHits{0};    // answered from the near cache
+  Counter nearMisses{0};  // near-cache lookups that went to Redis
+  Counter coalesced{0};   // answered by another client's identical request in flight
   std::array<Counter, WorkerStats::kRegistryReasons> rejects{};
   DurationHistogram duration;
   ValueHistogram valueBytes;

@@ -118,6 +118,7 @@ void Worker::closeAll() {
     for (auto& s : liveSessions())
       s->close();
     deadlines_.clear();
+    reads_.stop();
     for (auto& [key, node] : nodes_) {
       for (auto& p : node->byProto) {
         for (auto& slot : p) {
@@ -322,6 +323,7 @@ void Worker::useSlotMap(std::shared_ptr<const SlotMap> map) {
     }
   }
   if (!first) dropUnusedPools();
+  trackNodes();
 }
 
 void Worker::dropUnusedPools() {
@@ -361,7 +363,24 @@ void Worker::installRegistry(std::shared_ptr<const policies::CompiledRegistry> r
   asio::post(io_, [this, registry = std::move(registry)]() mutable {
     registry_ = std::move(registry);
     applyEndpoints();
+    reads_.configure(registry_.get(), patternIds_, context_.workerCount);
+    trackNodes();
   });
+}
+
+void Worker::trackNodes() {
+  if (standalone_ != nullptr) {
+    ClusterNode node;
+    node.host = context_.upstream.host;
+    node.port = context_.upstream.port;
+    reads_.useNodes({node});
+  } else if (slotMap_) {
+    reads_.useNodes(slotMap_->masters());
+  }
+}
+
+void Worker::postKeyChanged(std::string key) {
+  asio::post(io_, [this, key = std::move(key)] { reads_.keyChanged(key); });
 }
 
 const policies::EndpointSet& Worker::endpointSet() const {
@@ -549,6 +568,9 @@ std::future<SketchSnapshot> Worker::snapshotSketches() {
       p.id = static_cast<std::uint16_t>(id);
       p.sensitive = sensitive_[id];
       p.hot = sk.hot.snapshot(sk.hot.capacity(), snap.takenAt);
+      for (const auto& k : p.hot) {
+        if (reads_.cache().containsKey(k.key)) p.nearCached.push_back(k.key);
+      }
       p.big = sk.big.snapshot(snap.takenAt);
       if (!sk.distinct.empty() || !sk.previous.empty()) {
         p.distinct = sk.distinct;

@@ -30,6 +30,7 @@
 #include "policies/registry_policy.hpp"
 #include "proxy/deadline_queue.hpp"
 #include "proxy/node_health.hpp"
+#include "proxy/read_sharing.hpp"
 #include "proxy/resp/limits.hpp"
 #include "proxy/resp/reply_writer.hpp"
 #include "proxy/slot_map.hpp"
@@ -105,6 +106,14 @@ struct ServerContext {
   mutable std::mutex keyspaceMutex;
   std::map<std::string, bool> keyspaceNotifications;  // guarded by keyspaceMutex
 
+  // Near cache (proxy/read_sharing.hpp). The number of workers (limits are split among them);
+  // a write through one worker drops the key's entries on the others (set by the Server);
+  // per node ("host:port"), how many workers' tracking connections are up.
+  std::size_t workerCount = 1;
+  std::function<void(std::size_t fromWorker, std::string_view key)> broadcastKeyWrite;
+  mutable std::mutex trackingMutex;
+  std::map<std::string, std::uint32_t> trackingLinks;  // guarded by trackingMutex
+
   ServerContext() { patternNames.intern("(unregistered)"); }
 
  private:
@@ -147,6 +156,7 @@ struct SketchSnapshot {
     std::vector<policies::BigKeys::Entry> big;
     policies::HyperLogLog distinct;
     bool hasDistinct = false;
+    std::vector<std::string> nearCached;  // hot keys in this worker's near cache
   };
   std::vector<Pattern> patterns;
   struct Node {
@@ -264,6 +274,12 @@ class Worker {
 
   void sessionClosed(std::uint64_t id);
 
+  // Coalescing and the near cache on this worker.
+  ReadSharing& reads() { return reads_; }
+  const ReadSharing& reads() const { return reads_; }
+  // Thread-safe: a write through another worker changed `key`.
+  void postKeyChanged(std::string key);
+
  private:
   struct SharedSlot {
     std::shared_ptr<UpstreamConnection> conn;
@@ -290,6 +306,7 @@ class Worker {
   void useSlotMap(std::shared_ptr<const SlotMap> map);
   void dropUnusedPools();
   void applyEndpoints();
+  void trackNodes();  // the near cache's tracking connections follow the masters
   void wireBreakers(NodeHealth& health);
 
   std::size_t index_;
@@ -337,6 +354,7 @@ class Worker {
   std::string upstreamVersion_;
   bool draining_ = false;
   bool closingAll_ = false;
+  ReadSharing reads_{*this};  // last: its connections use the members above
 };
 
 }  // namespace keygate::proxy
