@@ -6,6 +6,9 @@ cluster versions of the ones whose keys or replies depend on a single Redis (MUL
 hash tags in one slot, pub/sub), and a 10,000-command pipeline of multi-key commands across all
 masters checked reply by reply and then on the nodes themselves."""
 
+import os
+import shutil
+import tempfile
 import threading
 from typing import Dict, List
 
@@ -45,8 +48,50 @@ class ClusterDirect:
             c.close()
 
 
+# The scripts pipeline 10 MB values: under ASan, with other tests sharing the CPUs, one of them
+# can take longer than the built-in 1 s endpoint budget. An audit-mode registry (everything is
+# forwarded unchanged, as without a registry) whose default profile allows 30 s.
+REGISTRY = """\
+version: 1
+mode: audit
+defaults:
+  endpoint: scripts
+endpoints:
+  - name: scripts
+    timeout: 30s
+    onFailure: closed
+    description: redis-py scripts with 10 MB values
+patterns:
+  - pattern: "crp:<id>"
+    owner: integration-tests
+    purpose: a registry that only sets the endpoint budget
+    authority: true
+"""
+
+
 class ClusterRedisPyTest(ch.KeygateClusterTestCase):
     start_keygate = True
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        directory = tempfile.mkdtemp(prefix="keygate-cluster-redis-py-")
+        path = os.path.join(directory, "registry.yaml")
+        with open(path, "w") as f:
+            f.write(REGISTRY)
+        cls.keygate_config = f"registry: {path}\n"
+        try:
+            super().setUpClass()
+        except BaseException:
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
+        cls._registry_dir = directory
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        try:
+            super().tearDownClass()
+        finally:
+            shutil.rmtree(getattr(cls, "_registry_dir", ""), ignore_errors=True)
 
     # -- the standalone helpers and scripts, reused as they are
     _s = standalone.RedisPyTest
