@@ -11,10 +11,17 @@
 # `redis-benchmark --cluster` against the cluster (cluster-direct) with plain redis-benchmark
 # through keygate --cluster (keygate-t1, keygate-t2); ratios are to cluster-direct.
 #
+# MODE=hotkey instead runs bench/hotkey_load (90% of GETs on 10 hot keys, the rest on 100,000
+# cold ones, 50 connections, pipeline 1) against direct Redis and keygate with and without its
+# near cache (issue 8), and reports throughput, keygate's CPU per request and the near cache's
+# hit ratio; its own variables are listed in bench/README.md.
+#
 # Usage: bench/compare.sh [> results.md]      (progress goes to stderr)
 #        MODE=cluster bench/compare.sh [> results.md]
+#        MODE=hotkey bench/compare.sh [> results.md]
 # Environment (defaults in brackets):
-#   MODE [standalone]     standalone: one redis-server; cluster: a 3+3 Redis Cluster
+#   MODE [standalone]     standalone: one redis-server; cluster: a 3+3 Redis Cluster;
+#                         hotkey: the hot-key GET load above (one redis-server)
 #   ROUNDS [5]            interleaved rounds; medians are taken over them
 #   N_P1 [200000]         requests per run at pipeline 1
 #   N_P16 [1000000]       requests per run at pipeline 16 (N_P<k> for any PIPELINES entry)
@@ -56,7 +63,8 @@ MODE=${MODE:-standalone}
 case $MODE in
     standalone) BASE=direct DEFAULT_TARGETS="direct nutcracker keygate-t1 keygate-t2" ;;
     cluster) BASE=cluster-direct DEFAULT_TARGETS="cluster-direct keygate-t1 keygate-t2" ;;
-    *) echo "MODE must be standalone or cluster, not '$MODE'" >&2; exit 2 ;;
+    hotkey) BASE=direct DEFAULT_TARGETS="direct keygate-t1-plain keygate-t1 keygate-t1-near keygate-t2 keygate-t2-near" ;;
+    *) echo "MODE must be standalone, cluster or hotkey, not '$MODE'" >&2; exit 2 ;;
 esac
 TARGETS=${TARGETS:-$DEFAULT_TARGETS}
 RUN_TIMEOUT=${RUN_TIMEOUT:-300}
@@ -65,7 +73,7 @@ RUN_TIMEOUT=${RUN_TIMEOUT:-300}
 # the client side alike.
 if [[ $MODE == cluster ]]; then CLIENT_THREADS=${CLIENT_THREADS-1}; else CLIENT_THREADS=${CLIENT_THREADS:-}; fi
 
-if [[ $MODE == cluster ]]; then
+if [[ $MODE == cluster || $MODE == hotkey ]]; then
     BENCH_INFO_NUTCRACKER=0
     bench_require redis-server redis-benchmark redis-cli timeout
 else
@@ -87,6 +95,286 @@ if [[ $MODE == cluster && $TARGETS == *keygate* ]]; then
     fi
 fi
 [[ -n $TARGETS ]] || bench_die "no targets left to run"
+
+# ---------------------------------------------------------------------------------------------
+# MODE=hotkey (issue 8): bench/hotkey_load against direct Redis and keygates with and without
+# the near cache, in interleaved rounds. This part runs to its end and exits; the rest of the
+# script is the redis-benchmark modes. See bench/README.md.
+# ---------------------------------------------------------------------------------------------
+if [[ $MODE == hotkey ]]; then
+    HOT_KEYS=${HOT_KEYS:-10}
+    HOT_SHARE=${HOT_SHARE:-0.9}
+    COLD_KEYS=${COLD_KEYS:-100000}
+    HOT_REQUESTS=${HOT_REQUESTS:-300000}
+    HOT_SECONDS=${HOT_SECONDS:-30}
+    HOT_VALUE_SIZE=${HOT_VALUE_SIZE:-64}
+    HOT_PX=${HOT_PX:-3600000}
+    HOT_REGISTRY=${HOT_REGISTRY:-$BENCH_REPO/bench/hotkey-registry.yaml}
+    ((ROUNDS >= 3)) || bench_log "warning: ROUNDS=$ROUNDS; a median needs at least 3"
+    [[ " ${KEYGATE_ARGS:-} " != *" --registry "* ]] || bench_die "MODE=hotkey passes its own --registry; KEYGATE_ARGS has one"
+    LOAD=$(bench_hotkey_load_bin) || bench_die "could not build bench/hotkey_load.cpp (set HOTKEY_LOAD=...)"
+    LOAD_ARGS=(--connections "$CLIENTS" --hot-keys "$HOT_KEYS" --hot-share "$HOT_SHARE"
+        --cold-keys "$COLD_KEYS" --value-size "$HOT_VALUE_SIZE" --timeout 10)
+    # HOT_KEY_FORMAT: another key shape (HOT_REGISTRY must then register it).
+    [[ -n ${HOT_KEY_FORMAT:-} ]] && LOAD_ARGS+=(--key-format "$HOT_KEY_FORMAT")
+
+    # The registries: HOT_REGISTRY as is (-near), without its nearCache: line (coalescing only),
+    # and without its coalesce: line too (-plain).
+    if ! grep -q '^ *nearCache:' "$HOT_REGISTRY" || ! grep -q '^ *coalesce:' "$HOT_REGISTRY"; then
+        bench_die "$HOT_REGISTRY needs a one-line nearCache: and a coalesce: entry (see bench/hotkey-registry.yaml)"
+    fi
+    cp "$HOT_REGISTRY" "$BENCH_TMP/near.yaml"
+    sed '/^ *nearCache:/d' "$HOT_REGISTRY" >"$BENCH_TMP/coalesce.yaml"
+    sed '/^ *nearCache:/d; /^ *coalesce:/d' "$HOT_REGISTRY" >"$BENCH_TMP/plain.yaml"
+    declare -A VARIANT THREADS PORT PID ADMIN DEAD CHECKED
+    for t in $TARGETS; do
+        if [[ $t == direct ]]; then continue; fi
+        [[ $t =~ ^keygate-t([0-9]+)(-near|-plain)?$ ]] ||
+            bench_die "unknown target '$t' for MODE=hotkey (direct, keygate-tN, keygate-tN-near, keygate-tN-plain)"
+        THREADS[$t]=${BASH_REMATCH[1]}
+        case ${BASH_REMATCH[2]} in -near) VARIANT[$t]=near ;; -plain) VARIANT[$t]=plain ;; *) VARIANT[$t]=coalesce ;; esac
+        v=${VARIANT[$t]}
+        [[ -n ${CHECKED[$v]:-} ]] && continue
+        timeout 60 "$(bench_keygate_bin)" check "$BENCH_TMP/$v.yaml" >"$BENCH_TMP/check-$v.txt" 2>&1 ||
+            bench_die "keygate check refused the registry of $t ($v): $(grep -iE 'error|unknown' "$BENCH_TMP/check-$v.txt" | head -3 | tr '\n' ' ')(a build without the near cache: TARGETS=\"direct keygate-t1-plain\")"
+        CHECKED[$v]=1
+    done
+
+    bench_start_redis
+    bench_log "preloading $((HOT_KEYS + COLD_KEYS)) keys ($HOT_VALUE_SIZE B values, PX $HOT_PX) into redis-server"
+    timeout "$RUN_TIMEOUT" "$LOAD" --port "$REDIS_PORT" "${LOAD_ARGS[@]}" --px "$HOT_PX" --preload-only >&2 ||
+        bench_die "the preload failed"
+    dbsize=$(timeout 5 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" DBSIZE | tr -d '\r')
+    ((dbsize == HOT_KEYS + COLD_KEYS)) || bench_die "redis-server holds $dbsize keys after the preload, not $((HOT_KEYS + COLD_KEYS))"
+    for t in $TARGETS; do
+        if [[ $t == direct ]]; then
+            PORT[$t]=$REDIS_PORT PID[$t]=$REDIS_PID
+            continue
+        fi
+        KEYGATE_ARGS="${KEYGATE_ARGS:-} --registry $BENCH_TMP/${VARIANT[$t]}.yaml" \
+            bench_start_keygate "$t" "${THREADS[$t]}" "$REDIS_PORT"
+        PORT[$t]=$KG_PORT PID[$t]=$KG_PID ADMIN[$t]=$KG_ADMIN_PORT
+    done
+
+    NEAR_METRICS=(keygate_near_cache_hits_total keygate_near_cache_misses_total keygate_coalesced_requests_total)
+    RESULTS=$BENCH_TMP/results.tsv
+    printf 'target\tround\trequests\tseconds\tops\terrors\tnil\tp50_ms\tp99_ms\tproxy_cpu_us\tredis_cpu_us\tclient_cpu_us\tredis_gets\tnear_hits\tnear_misses\tcoalesced\thot_share\tper_wakeup\tother_pct\tidle_pct\tstatus\n' >"$RESULTS"
+
+    # hot_us_per_request TICKS REQUESTS: CPU microseconds per request ("" without requests).
+    hot_us_per_request() {
+        awk -v d="$1" -v n="$2" -v t="$BENCH_CLK_TCK" 'BEGIN {if (n > 0) printf "%.3f", d * 1e6 / t / n}'
+    }
+
+    # hot_run_one TARGET ROUND: one hotkey_load run, one result line. The CPU windows (proxy,
+    # redis-server, machine) enclose the load run only; /metrics and INFO are read outside them.
+    hot_run_one() {
+        local target=$1 round=$2 pid=${PID[$1]} admin=${ADMIN[$1]:-} status=ok rc=0
+        local out=$BENCH_TMP/run.out err=$BENCH_TMP/run.err
+        local m0="0 0 0" m1="0 0 0" g0 g1 c0 c1 r0 r1 s0 s1 b0 b1 a0 a1
+        if [[ -n ${DEAD[$target]:-} ]]; then
+            printf '%s\t%s\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\tdead\n' "$target" "$round" >>"$RESULTS"
+            return
+        fi
+        [[ -n $admin ]] && m0=$(bench_metric_sum "$admin" "${NEAR_METRICS[@]}")
+        g0=$(bench_redis_calls "$REDIS_PORT" get)
+        c0=$(bench_cpu_ticks "$pid") r0=$(bench_cpu_ticks "$REDIS_PID")
+        b0=$(bench_machine_busy_ticks) a0=$(bench_machine_all_ticks) s0=$(bench_self_ticks)
+        # The same seed for every target of a round: the same key sequence behind each.
+        timeout "$RUN_TIMEOUT" "$LOAD" --port "${PORT[$target]}" "${LOAD_ARGS[@]}" --seed "$round" \
+            --requests "$HOT_REQUESTS" --seconds "$HOT_SECONDS" >"$out" 2>"$err" || rc=$?
+        s1=$(bench_self_ticks) b1=$(bench_machine_busy_ticks) a1=$(bench_machine_all_ticks)
+        c1=$(bench_cpu_ticks "$pid") r1=$(bench_cpu_ticks "$REDIS_PID")
+        g1=$(bench_redis_calls "$REDIS_PORT" get)
+        [[ -n $admin ]] && m1=$(bench_metric_sum "$admin" "${NEAR_METRICS[@]}")
+        declare -A R=()
+        local kv
+        for kv in $(tail -1 "$out"); do R[${kv%%=*}]=${kv#*=}; done
+        if ((rc == 124)); then
+            status=timeout
+        elif ((rc == 3)); then
+            status=errors # finished, but not every reply was the expected value
+        elif ((rc != 0)) || [[ -z ${R[requests]:-} ]]; then
+            status="failed(rc=$rc)"
+        fi
+        if ! bench_alive "$pid"; then
+            status=crashed DEAD[$target]=1
+            bench_log "ERROR: $target (pid $pid) is gone"
+        fi
+        [[ $status == ok ]] || bench_log "  $target: $status: $(head -3 "$err" | tr '\n' ' ')"
+        local n=${R[requests]:-0} h0 h1 mi0 mi1 co0 co1
+        read -r h0 mi0 co0 <<<"$m0"
+        read -r h1 mi1 co1 <<<"$m1"
+        local proxy_us="" redis_us client_us other idle ours gets
+        [[ $target == direct ]] || proxy_us=$(hot_us_per_request $((c1 - c0)) "$n")
+        redis_us=$(hot_us_per_request $((r1 - r0)) "$n")
+        gets=$(awk -v d=$((g1 - g0)) -v n="$n" 'BEGIN {if (n > 0) printf "%.4f", d / n}')
+        idle=$(awk -v b=$((b1 - b0)) -v a=$((a1 - a0)) 'BEGIN {printf "%.1f", a ? (a - b) * 100 / a : 0}')
+        ours=$(((r1 - r0) + (s1 - s0)))
+        [[ $target == direct ]] || ours=$((ours + c1 - c0))
+        other=$(awk -v b=$((b1 - b0)) -v o="$ours" -v a=$((a1 - a0)) 'BEGIN {f = a ? (b - o) * 100 / a : 0; printf "%.1f", f < 0 ? 0 : f}')
+        client_us=${R[client_cpu_us]:-}
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+            "$target" "$round" "$n" "${R[seconds]:-}" "${R[ops_per_sec]:-}" "${R[errors]:-}" "${R[nil]:-}" \
+            "${R[p50_ms]:-}" "${R[p99_ms]:-}" "$proxy_us" "$redis_us" "$client_us" "$gets" \
+            $((h1 - h0)) $((mi1 - mi0)) $((co1 - co0)) "${R[hot_share]:-}" "${R[replies_per_wakeup]:-}" "$other" "$idle" "$status" >>"$RESULTS"
+        bench_log "  $(printf '%-17s %8s ops/s  p99 %6s ms  keygate %6s us/req  redis GETs/req %6s  %s' \
+            "$target" "${R[ops_per_sec]:--}" "${R[p99_ms]:--}" "${proxy_us:--}" "$gets" "$status")"
+    }
+
+    START=$(date +%s)
+    LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+    for ((round = 1; round <= ROUNDS; round++)); do
+        # BENCH_WAIT_WHILE=FILE: hold each round while FILE exists (the machine is lent out).
+        [[ -n ${BENCH_WAIT_WHILE:-} ]] && { bench_wait_while "$BENCH_WAIT_WHILE" || true; }
+        bench_log "hot keys, round $round/$ROUNDS"
+        for t in $TARGETS; do hot_run_one "$t" "$round"; done
+    done
+    ELAPSED=$(($(date +%s) - START))
+    LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+    if [[ -n ${RAW:-} ]]; then cp "$RESULTS" "$RAW"; fi
+
+    # Each keygate's near cache after the last round, from its /metrics.
+    FINAL_LINES=()
+    for t in $TARGETS; do
+        # A -plain registry has neither near cache nor coalescing: no such metrics to show.
+        [[ -n ${ADMIN[$t]:-} && -z ${DEAD[$t]:-} && ${VARIANT[$t]} != plain ]] || continue
+        # (Not `| grep -q`: grep leaving early kills the writer, which pipefail reports.)
+        metrics=$(bench_keygate_metrics "${ADMIN[$t]}" 2>/dev/null || true)
+        if [[ $metrics != *keygate_coalesced_requests_total* ]]; then
+            FINAL_LINES+=("- $t: no near-cache or coalescing metrics in its /metrics")
+            continue
+        fi
+        read -r hits misses inval evict expired entries bytes flushes coalesced < <(bench_metric_sum "${ADMIN[$t]}" \
+            keygate_near_cache_hits_total keygate_near_cache_misses_total keygate_near_cache_invalidations_total \
+            keygate_near_cache_evictions_total keygate_near_cache_expirations_total keygate_near_cache_entries \
+            keygate_near_cache_bytes keygate_near_cache_flushes_total keygate_coalesced_requests_total)
+        if [[ ${VARIANT[$t]} == coalesce ]]; then
+            FINAL_LINES+=("- $t after the last round (/metrics): $coalesced coalesced requests")
+            continue
+        fi
+        ratio=$(awk -v h="$hits" -v m="$misses" 'BEGIN {if (h + m > 0) printf "%.2f%%", h * 100 / (h + m); else print "-"}')
+        FINAL_LINES+=("- $t after the last round (/metrics): near cache $hits hits, $misses misses (hit ratio $ratio), $entries entries, $bytes bytes, $evict evictions, $expired expirations, $inval invalidations, $flushes flushes; $coalesced coalesced requests")
+    done
+
+    echo "## Hot keys: direct Redis vs keygate with and without the near cache"
+    echo
+    bench_machine_info
+    echo "- load: \`bench/hotkey_load ${LOAD_ARGS[*]} --requests $HOT_REQUESTS --seconds $HOT_SECONDS --seed <round>\` (one GET in flight per connection; every reply checked against the preloaded value), keys preloaded straight into redis-server with \`PX $HOT_PX\`; $ROUNDS interleaved rounds, ${ELAPSED}s in all"
+    echo "- registry: \`${HOT_REGISTRY#"$BENCH_REPO"/}\` as is for \`-near\` targets (near cache + coalescing), without its \`nearCache:\` line for \`keygate-tN\` (coalescing only), without \`coalesce:\` too for \`-plain\`: $(grep -m1 '^ *nearCache:' "$HOT_REGISTRY" | sed 's/^ *//')"
+    for t in $TARGETS; do
+        [[ $t == direct ]] || echo "- $t: \`$(sed "s|$BENCH_REPO/||; s|$BENCH_TMP/|\$TMP/|g; s|127.0.0.1:[0-9]*|127.0.0.1:PORT|g" "$BENCH_TMP/$t/cmdline")\`"
+    done
+    printf '%s\n' "${FINAL_LINES[@]}"
+    echo "- load average at start: $LOAD_START, at end: $LOAD_END; all processes on the same $(nproc) CPUs, unpinned"
+    echo
+
+    "$BENCH_PY" - "$RESULTS" <<'PYEOF'
+import csv, re, statistics, sys
+
+rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
+def num(v):
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+def med(vals):
+    vals = [v for v in vals if v is not None]
+    return statistics.median(vals) if vals else None
+def fmt(v, spec):
+    return "-" if v is None else format(v, spec)
+
+targets = list(dict.fromkeys(r["target"] for r in rows))
+by = {}
+for r in rows:
+    by.setdefault(r["target"], {})[r["round"]] = r
+direct = by.get("direct", {})
+
+def ratio_to_direct(t):
+    runs = by.get(t, {})
+    return med(num(r["ops"]) / num(direct[k]["ops"]) for k, r in runs.items()
+               if k in direct and num(r["ops"]) and num(direct[k]["ops"]))
+def hit_ratio(r):
+    h, m = num(r["near_hits"]) or 0, num(r["near_misses"]) or 0
+    return h / (h + m) if h + m > 0 else None
+def per_k(r, field):
+    n = num(r["requests"])
+    v = num(r[field])
+    return v * 1000 / n if n and v is not None else None
+
+print("Medians over rounds. `x direct` is the median of per-round ratios (target ops/s over direct "
+      "ops/s in the same round). CPU is user+system time per request: keygate's (all threads, "
+      "`/proc/PID/stat` around the run), redis-server's, and hotkey_load's own (`client`). "
+      "`Redis GETs/req` is how many GETs redis-server ran per request sent (`INFO commandstats`): "
+      "1 without a near cache or coalescing. `near hits` is keygate_near_cache_hits_total over "
+      "hits + misses in the run (from /metrics); `coalesced` is keygate_coalesced_requests_total "
+      "per 1,000 requests. `replies/wake-up` is how many replies hotkey_load got per epoll_wait "
+      "that returned (how much the server batches its replies; fewer means more client CPU per "
+      "request). Rounds in which other processes used more than 10% of the CPU are named "
+      "in `notes`; they are still counted.")
+print()
+print("| target | ops/s | x direct | p50 ms | p99 ms | keygate CPU us/req | redis CPU us/req | client CPU us/req | Redis GETs/req | near hits | coalesced /1k | replies/wake-up | ops/s per round | notes |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
+for t in targets:
+    runs = by[t]
+    ordered = [runs[k] for k in sorted(runs, key=int)]
+    ops = med(num(r["ops"]) for r in ordered)
+    ratio = 1.0 if t == "direct" else ratio_to_direct(t)
+    hits = med(hit_ratio(r) for r in ordered)
+    coal = med(per_k(r, "coalesced") for r in ordered)
+    notes = []
+    bad = [r["status"] for r in ordered if r["status"] != "ok"]
+    if bad:
+        notes.append(f"{len(bad)} run(s) {','.join(sorted(set(bad)))}")
+    errors = sum(int(num(r["errors"]) or 0) for r in ordered)
+    nils = sum(int(num(r["nil"]) or 0) for r in ordered)
+    if errors or nils:
+        notes.append(f"{errors} wrong/error replies, {nils} nil")
+    shares = [num(r["hot_share"]) for r in ordered if num(r["hot_share"]) is not None]
+    if shares and any(abs(s - shares[0]) > 0.01 for s in shares):
+        notes.append("hot share varies: " + " ".join(f"{s:.3f}" for s in shares))
+    noisy = [r["round"] for r in ordered if (num(r["other_pct"]) or 0) > 10]
+    if noisy:
+        notes.append(f"round(s) {','.join(noisy)} disturbed: other processes used >10% CPU")
+    per = " ".join("-" if num(r["ops"]) is None else f"{num(r['ops'])/1000:.1f}k" for r in ordered)
+    print(f"| {t} | {fmt(ops, ',.0f')} | {fmt(ratio, '.2f')} | {fmt(med(num(r['p50_ms']) for r in ordered), '.3f')} | "
+          f"{fmt(med(num(r['p99_ms']) for r in ordered), '.3f')} | "
+          f"{'' if t == 'direct' else fmt(med(num(r['proxy_cpu_us']) for r in ordered), '.2f')} | "
+          f"{fmt(med(num(r['redis_cpu_us']) for r in ordered), '.2f')} | "
+          f"{fmt(med(num(r['client_cpu_us']) for r in ordered), '.2f')} | "
+          f"{fmt(med(num(r['redis_gets']) for r in ordered), '.3f')} | "
+          f"{'-' if hits is None else format(hits * 100, '.1f') + '%'} | "
+          f"{'' if t == 'direct' else fmt(coal, '.0f')} | "
+          f"{fmt(med(num(r['per_wakeup']) for r in ordered), '.1f')} | {per} | {'; '.join(notes)} |")
+print()
+
+# keygate-tN (no near cache) next to keygate-tN-near, per thread count.
+pairs = []
+for t in targets:
+    m = re.fullmatch(r"keygate-t(\d+)-near", t)
+    if m:
+        pairs.append((m.group(1), f"keygate-t{m.group(1)}", t))
+if pairs:
+    print("### The near cache on and off")
+    print()
+    print("`with / without` is the median of per-round ratios of the two keygates' ops/s; "
+          "the goal (issue 8) is keygate with the near cache above direct Redis.")
+    print()
+    print("| threads | without: x direct | without: keygate CPU us/req | with: x direct | with: keygate CPU us/req | with / without | with near cache above direct |")
+    print("|---:|---:|---:|---:|---:|---:|---|")
+    for n, off, on in pairs:
+        off_runs, on_runs = by.get(off, {}), by.get(on, {})
+        wo = med(num(r["ops"]) / num(off_runs[k]["ops"]) for k, r in on_runs.items()
+                 if k in off_runs and num(r["ops"]) and num(off_runs[k]["ops"]))
+        r_on = ratio_to_direct(on)
+        above = "-" if r_on is None else ("yes" if r_on > 1 else "**no**")
+        print(f"| {n} | {fmt(ratio_to_direct(off), '.2f') if off_runs else '(not run)'} | "
+              f"{fmt(med(num(r['proxy_cpu_us']) for r in off_runs.values()), '.2f') if off_runs else '-'} | "
+              f"{fmt(r_on, '.2f')} | {fmt(med(num(r['proxy_cpu_us']) for r in on_runs.values()), '.2f')} | "
+              f"{fmt(wo, '.2f')} | {above} ({fmt(r_on, '.2f')}x) |")
+    print()
+PYEOF
+    exit 0
+fi
 
 # POLICIES=1: every keygate target enforces the generated registry (see bench/README.md).
 POLICIES=${POLICIES:-0}

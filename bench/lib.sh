@@ -450,3 +450,56 @@ bench_cluster_dbsize() {
 bench_start_keygate_cluster() {
     BENCH_KG_UPSTREAM_ARGS="--cluster $CLUSTER_SEEDS" bench_start_keygate "$1" "$2" ""
 }
+
+# ---------------------------------------------------------------------------------------------
+# Hot keys (compare.sh MODE=hotkey, issue 8)
+# ---------------------------------------------------------------------------------------------
+
+# bench_hotkey_load_bin: the hot-key load generator: $HOTKEY_LOAD, else a CMake build's
+# (build-release, build-bench: -DKEYGATE_BUILD_BENCH=ON), else bench/hotkey_load.cpp compiled
+# into $BENCH_TMP (one file, standard library only).
+bench_hotkey_load_bin() {
+    local c src=$BENCH_REPO/bench/hotkey_load.cpp
+    for c in "${HOTKEY_LOAD:-}" "$BENCH_REPO/build-release/bench/hotkey_load" "$BENCH_REPO/build-bench/bench/hotkey_load"; do
+        # A build older than the source would measure old code; compile a fresh one then.
+        [[ -n $c && -x $c && ( -n ${HOTKEY_LOAD:-} || ! $src -nt $c ) ]] && { echo "$c"; return 0; }
+    done
+    c=$BENCH_TMP/hotkey_load
+    if [[ ! -x $c ]]; then
+        bench_log "compiling bench/hotkey_load.cpp into \$TMP (set HOTKEY_LOAD to use a build of your own)"
+        "${CXX:-c++}" -O2 -std=c++20 -o "$c" "$src" >&2 || return 1
+    fi
+    echo "$c"
+}
+
+# bench_metric_sum ADMIN_PORT NAME...: for each NAME, the sum of keygate's /metrics samples of
+# that name over all their labels (0 when absent), space-separated.
+bench_metric_sum() {
+    local port=$1
+    shift
+    bench_keygate_metrics "$port" 2>/dev/null | awk -v names="$*" '
+        BEGIN { n = split(names, want, " "); for (i = 1; i <= n; i++) sum[want[i]] = 0 }
+        { name = $1; sub(/\{.*/, "", name); if (name in sum) sum[name] += $NF }
+        END { for (i = 1; i <= n; i++) printf "%s%.0f", (i > 1 ? " " : ""), sum[want[i]]; print "" }'
+}
+
+# bench_redis_calls PORT COMMAND: how many times redis-server on PORT has run COMMAND (lower
+# case, from INFO commandstats; 0 before the first).
+bench_redis_calls() {
+    timeout 5 redis-cli -h 127.0.0.1 -p "$1" INFO commandstats 2>/dev/null | tr -d '\r' |
+        awk -F'[:=,]' -v c="cmdstat_$2" '$1 == c {print $3; found = 1} END {if (!found) print 0}'
+}
+
+# bench_wait_while FILE [MAX_SECONDS]: returns once FILE does not exist (someone else needs the
+# machine while it does), or after MAX_SECONDS (default 3600) with status 1.
+bench_wait_while() {
+    local file=$1 max=${2:-3600} waited=0
+    [[ -e $file ]] || return 0
+    bench_log "waiting while $file exists (at most ${max}s)"
+    while [[ -e $file ]]; do
+        ((waited >= max)) && { bench_log "warning: $file still exists after ${max}s; going on"; return 1; }
+        sleep 5
+        waited=$((waited + 5))
+    done
+    bench_log "$file is gone after ${waited}s"
+}
