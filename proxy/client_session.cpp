@@ -170,6 +170,7 @@ ClientSession::~ClientSession() {
 void ClientSession::start() {
   boost::system::error_code ignored;
   socket_.set_option(asio::ip::tcp::no_delay(true), ignored);
+  socket_.non_blocking(true, ignored);  // flushOutput's writeNow must never block
   if (const auto& tls = worker_.context().listenerTls) {
     handshaking_ = true;
     stream_.enableTls(*tls).async_handshake(
@@ -275,6 +276,10 @@ void ClientSession::processInput() {
   }
   processing_ = false;
   in_.shrinkIfEmpty(kIdleBufferKeep);
+  if (!out_.empty() && !closing_ && !paused_) {
+    worker_.deferTurnEnd(shared_from_this());  // answered here: written with the turn's others
+    return;
+  }
   flushOutput();
   if (closing_) {
     finishIfDone();
@@ -1901,9 +1906,41 @@ void ClientSession::appendOut(std::string_view bytes) {
   out_.append(bytes);
 }
 
+void ClientSession::resumeReading() {
+  if (closed_) return;
+  if (closing_) {
+    finishIfDone();
+  } else if (!paused_) {
+    startRead();
+  }
+}
+
 void ClientSession::flushOutput() {
   dirty_ = false;
   if (writeInFlight_ || out_.empty() || closed_) return;
+  if (!handshaking_) {
+    // Most replies fit the socket's buffer: sent here, without an asynchronous write.
+    boost::system::error_code ec;
+    const std::size_t n = stream_.writeNow(out_, ec);
+    if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
+      close();
+      return;
+    }
+    if (n > 0) {
+      WorkerStats::add(worker_.stats().bytesToClients, n);
+      if (n == out_.size()) {
+        out_.clear();
+        if (out_.capacity() > kIdleBufferKeep) std::string().swap(out_);
+        if (closing_) {
+          finishIfDone();
+        } else {
+          maybeResume();
+        }
+        return;
+      }
+      out_.erase(0, n);
+    }
+  }
   writing_.swap(out_);
   writeInFlight_ = true;
   auto onWritten = [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {

@@ -59,6 +59,8 @@ class ClientSession final : public ReplySink,
   void close();
   // Write whatever replies are ready (called by the worker after an upstream batch).
   void flushOutput();
+  // After Worker::deferTurnEnd: read the next requests (or finish closing).
+  void resumeReading();
 
   void onReply(std::uint64_t tag, std::string_view frame) override;
   void onFailure(std::uint64_t tag, std::string_view reason) override;

@@ -10,6 +10,7 @@
 #include <boost/asio/write.hpp>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 
 #include "config/config.hpp"
@@ -54,6 +55,14 @@ class SocketStream {
     } else {
       asio::async_write(socket_, buffer, std::forward<Handler>(handler));
     }
+  }
+
+  // Plain TCP on a socket in non-blocking mode: sends what the kernel takes now, without an
+  // asynchronous operation (no handler to schedule and run). Returns the bytes sent; `ec` is
+  // would_block when none could be. TLS: sends nothing (0, no error): use write().
+  std::size_t writeNow(std::string_view bytes, boost::system::error_code& ec) {
+    if (tls_) return 0;
+    return socket_.send(asio::buffer(bytes.data(), bytes.size()), 0, ec);
   }
 
   // The peer closed the connection (TLS: also without a close_notify).

@@ -512,6 +512,23 @@ void Worker::scheduleFlushDirty() {
   });
 }
 
+void Worker::deferTurnEnd(std::shared_ptr<ClientSession> session) {
+  turnEnd_.push_back(std::move(session));
+  if (turnEndPosted_) return;
+  turnEndPosted_ = true;
+  asio::post(io_, [this] {
+    turnEndPosted_ = false;
+    std::swap(turnEnd_, turnEndSpare_);
+    // Every write first, then every read: the time between a client's reply and our read of its
+    // socket is the time its next request has to arrive.
+    for (auto& s : turnEndSpare_)
+      s->flushOutput();
+    for (auto& s : turnEndSpare_)
+      s->resumeReading();
+    turnEndSpare_.clear();
+  });
+}
+
 void Worker::flushDirty() {
   if (dirty_.empty()) return;
   auto batch = std::move(dirty_);

@@ -271,6 +271,12 @@ class Worker {
   void markDirty(std::shared_ptr<ClientSession> session);
   void flushDirty();
   void scheduleFlushDirty();
+  // A session that answered requests itself (near-cache hits, PING, ...): its replies are
+  // written at the end of this event-loop turn, together with every other such session's, and
+  // it reads again only after all of them are written, as redis-server does in its beforeSleep.
+  // The client then gets several replies per wake-up, and the read after a reply more often
+  // finds the next request instead of an empty socket.
+  void deferTurnEnd(std::shared_ptr<ClientSession> session);
 
   void sessionClosed(std::uint64_t id);
 
@@ -328,6 +334,9 @@ class Worker {
   std::unordered_map<std::uint64_t, std::shared_ptr<ClientSession>> sessions_;
   std::vector<std::shared_ptr<ClientSession>> dirty_;
   bool flushPosted_ = false;
+  std::vector<std::shared_ptr<ClientSession>> turnEnd_;
+  std::vector<std::shared_ptr<ClientSession>> turnEndSpare_;
+  bool turnEndPosted_ = false;
   std::shared_ptr<const policies::CompiledRegistry> registry_;
   std::unordered_map<std::string, std::unique_ptr<EndpointRuntime>> endpointsByName_;
   std::vector<EndpointRuntime*> endpoints_;

@@ -44,6 +44,7 @@ from typing import Dict, List, Set
 
 import cluster_harness as ch
 import keygate_harness as h
+from test_near_cache import commandstat_calls, metric_sum
 
 # --------------------------------------------------------------------------------------------
 # Registry (the style of test_near_cache.py)
@@ -114,26 +115,6 @@ COALESCED = "keygate_coalesced_requests_total"
 # --------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------
-
-
-def metric_sum(admin_port: int, name: str, **labels: str) -> float:
-    """The sum of every sample of `name` whose labels include `labels` (absent: 0)."""
-    total = 0.0
-    for (n, lbl), value in h.admin_metrics(admin_port).items():
-        if n == name:
-            d = dict(lbl)
-            if all(d.get(k) == v for k, v in labels.items()):
-                total += value
-    return total
-
-
-def commandstat_calls(conn: h.RespConnection, command: str) -> int:
-    info = conn.call("INFO", "commandstats")
-    for line in info.decode().splitlines():
-        if line.startswith(f"cmdstat_{command}:"):
-            fields = dict(kv.split("=", 1) for kv in line.split(":", 1)[1].split(","))
-            return int(fields["calls"])
-    return 0
 
 
 def client_list(conn: h.RespConnection) -> List[Dict[str, str]]:
