@@ -828,7 +828,10 @@ class ObservabilityTest(h.KeygateTestCase):
         before = self.pattern_values(self.metrics(), "keygate_pattern_evictions_total")
         evicted0 = self.evicted_keys()
 
-        c = self.client("catalog-service/view")
+        # The admin profile (500 ms, no breaker): catalog-view's 30 ms budget is missed by 96 KiB
+        # SETs into an evicting Redis on a loaded machine (ASan, ctest -j2), and its breaker then
+        # answers the rest at once, so too few writes would land to cause evictions.
+        c = self.client("keygate-ops/eviction-writer")
         writes = 80  # 80 x 96 KiB = 7.5 MiB into a 4 MiB Redis (flushed by setUp)
         stored = 0
         for batch in range(0, writes, 10):
@@ -836,10 +839,11 @@ class ObservabilityTest(h.KeygateTestCase):
                     for i in range(batch, batch + 10)]
             c.send_many(cmds)
             replies = [c.read() for _ in cmds]
-            # The catalog-view profile fails open: on a loaded machine (ASan, CI) a 96 KiB SET
-            # can miss its budget and be answered nil, as the profile says. Anything else is
-            # wrong; the eviction checks below only need most writes to land.
-            self.assertTrue(all(r in ("OK", None) for r in replies),
+            # Even 500 ms can be missed under heavy load: such a write is answered -TIMEOUT (the
+            # profile fails closed). Anything else is wrong; the eviction checks below only need
+            # most writes to land.
+            self.assertTrue(all(r == "OK" or (isinstance(r, h.ErrorReply)
+                                              and r.startswith("TIMEOUT")) for r in replies),
                             f"big writes through keygate: {replies!r}")
             stored += replies.count("OK")
         self.assertGreaterEqual(stored, 60, f"only {stored} of {writes} big writes answered OK")
