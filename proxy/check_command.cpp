@@ -48,8 +48,9 @@ std::string nearCacheSummary(const policies::CompiledRegistry& registry, std::si
   std::string text = "ttl " + durationText(r.nearTtl) + ", maxBytes " +
                      config::formatSize(r.nearMaxBytes) + ", maxEntries " +
                      std::to_string(r.nearMaxEntries) +
-                     " per keygate process (split across its workers); tracking prefix " +
-                     policies::trackingPrefixTemplate(registry.pattern(index));
+                     " per keygate process (split across its workers); tracking prefix ";
+  const std::string prefix = policies::trackingPrefixTemplate(registry.pattern(index));
+  text += prefix.empty() ? std::string("(empty: every key)") : prefix;
   if (r.entry->containsPII) text += "; holds PII (allowPII: true)";
   return text;
 }
@@ -388,6 +389,12 @@ int runCheckCommand(const std::string& path, std::ostream& out, std::ostream& er
     for (const auto& warning : policies::cachingWarnings(r)) {
       ++warnings;
       out << "  WARNING: " << warning << "\n";
+    }
+    if (r.nearCache && policies::trackingPrefixTemplate(registry->pattern(i)).empty()) {
+      ++warnings;
+      out << "  WARNING: the near cache's tracking prefix is empty (the pattern starts with a "
+             "variable): Redis reports every write to any key to every keygate; put a literal "
+             "before the first variable\n";
     }
     if (!r.channel && defaults.memoryBudgetBytes > 0 &&
         budget > static_cast<double>(defaults.memoryBudgetBytes)) {

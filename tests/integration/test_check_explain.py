@@ -123,6 +123,22 @@ patterns:
     authority: false
 """
 
+NEAR_EVERY_KEY = """\
+patterns:
+  - pattern: "<region>:catalog:<id>"
+    owner: catalog
+    purpose: offerings by region
+    authority: false
+    ttl: {default: 1h}
+    nearCache: {ttl: 30s}
+  - pattern: "eu-<site>:catalog:item:<id>"
+    owner: catalog
+    purpose: offerings by site
+    authority: false
+    ttl: {default: 1h}
+    nearCache: {ttl: 30s}
+"""
+
 NEAR_BAD = """\
 patterns:
   - pattern: "lock:<id>"
@@ -459,6 +475,21 @@ class CheckExplainCliTest(unittest.TestCase):
             example, "cpq:{tenant-<tenant>}:catalog:offering:<offeringId>:catalog-"
                      "<catalogVersion:/v[0-9]{4}-[0-9]{2}/>")[3])
         self.assertEqual(len([l for l in example.splitlines() if l.startswith("  coalesce: ")]), 2)
+
+    def test_near_cache_empty_tracking_prefix(self):
+        path = self.write("near-every-key.yaml", NEAR_EVERY_KEY)
+        code, out, err = run_check(path)
+        self.assertEqual(code, 0, err)
+        every = self.lint_block(out, "<region>:catalog:<id>")
+        self.assertTrue(any(l.startswith("  near cache ttl 30s,") and
+                            l.endswith("tracking prefix (empty: every key)") for l in every), every)
+        self.assertIn("  WARNING: the near cache's tracking prefix is empty (the pattern starts "
+                      "with a variable): Redis reports every write to any key to every keygate; "
+                      "put a literal before the first variable", every)
+        site = self.lint_block(out, "eu-<site>:catalog:item:<id>")
+        self.assertTrue(any(l.endswith("tracking prefix eu-") for l in site), site)
+        self.assertFalse(any("WARNING" in l for l in site), site)
+        self.assertIn("(1 warning)", out)
 
     def test_near_cache_load_errors(self):
         path = self.write("near-bad.yaml", NEAR_BAD)
