@@ -15,7 +15,7 @@ struct NearCache::Entry {
   Entry* ageNext = nullptr;
   Entry* keyNext = nullptr;  // the next entry of the same key
 
-  std::uint64_t cost() const { return request.size() + key.size() + reply.size() + kEntryOverhead; }
+  std::uint64_t cost() const { return entryCost(request, key, reply); }
 };
 
 namespace {
@@ -108,7 +108,7 @@ void NearCache::store(std::uint16_t pattern, resp::Protocol proto, std::string_v
                       std::string_view request, std::string_view reply, Clock::time_point now) {
   if (!enabled(pattern)) return;
   Pattern& p = patterns_[pattern];
-  const std::uint64_t cost = request.size() + key.size() + reply.size() + kEntryOverhead;
+  const std::uint64_t cost = entryCost(request, key, reply);
   if (cost > p.limits.maxBytes) return;
   auto& map = requests(proto);
   if (auto it = map.find(request); it != map.end()) erase(it->second);
@@ -143,21 +143,12 @@ std::size_t NearCache::invalidate(std::string_view key) {
   if (it == byKey_.end()) return 0;
   std::size_t dropped = 0;
   Entry* e = it->second;
-  byKey_.erase(it);
+  byKey_.erase(it);  // the whole chain goes: release() need not fix the key index
   while (e != nullptr) {
     Entry* next = e->keyNext;
-    e->keyNext = nullptr;
     const std::uint16_t pattern = e->pattern;
     WorkerStats::add(stats_[pattern]->invalidations);
-    // Out of the key index already: erase() must not look for it there.
-    Pattern& p = patterns_[pattern];
-    unlink<&Entry::lruPrev, &Entry::lruNext>(p.lru, e);
-    unlink<&Entry::agePrev, &Entry::ageNext>(p.byAge, e);
-    p.bytes -= e->cost();
-    --p.entries;
-    --entryCount_;
-    requests(e->proto).erase(e->request);
-    delete e;
+    release(e);
     publish(pattern);
     ++dropped;
     e = next;
@@ -197,13 +188,6 @@ bool NearCache::containsKey(std::string_view key) const {
 }
 
 void NearCache::erase(Entry* e) {
-  Pattern& p = patterns_[e->pattern];
-  unlink<&Entry::lruPrev, &Entry::lruNext>(p.lru, e);
-  unlink<&Entry::agePrev, &Entry::ageNext>(p.byAge, e);
-  p.bytes -= e->cost();
-  --p.entries;
-  --entryCount_;
-  requests(e->proto).erase(e->request);
   // Out of the key's chain; the head owns the map key's string, so a new head re-keys it.
   auto it = byKey_.find(e->key);
   if (it != byKey_.end()) {
@@ -220,6 +204,17 @@ void NearCache::erase(Entry* e) {
       }
     }
   }
+  release(e);
+}
+
+void NearCache::release(Entry* e) {
+  Pattern& p = patterns_[e->pattern];
+  unlink<&Entry::lruPrev, &Entry::lruNext>(p.lru, e);
+  unlink<&Entry::agePrev, &Entry::ageNext>(p.byAge, e);
+  p.bytes -= e->cost();
+  --p.entries;
+  --entryCount_;
+  requests(e->proto).erase(e->request);
   delete e;
 }
 

@@ -99,7 +99,14 @@ class NearCache {
   RequestMap& requests(resp::Protocol proto) {
     return proto == resp::Protocol::kResp3 ? byRequest3_ : byRequest2_;
   }
+  // What an entry of these bytes costs against maxBytes.
+  static std::uint64_t entryCost(std::string_view request, std::string_view key,
+                                 std::string_view reply) {
+    return request.size() + key.size() + reply.size() + kEntryOverhead;
+  }
+  // Drops an entry: erase() from everything, release() from all but the key index.
   void erase(Entry* e);
+  void release(Entry* e);
   void expirePattern(std::uint16_t pattern, Clock::time_point now);
   void evictFor(Pattern& p, std::uint16_t pattern, std::uint64_t bytes);
   void publish(std::uint16_t pattern);

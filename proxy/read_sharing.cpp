@@ -24,6 +24,17 @@ constexpr std::chrono::milliseconds kMaxBackoff{2000};
 constexpr std::chrono::milliseconds kExpireEvery{1000};
 constexpr std::size_t kJoinHeader = 3;  // protocol byte, endpoint index (2 bytes)
 
+// protocol byte, endpoint index (2 bytes), the request's bytes
+void setJoinKey(std::string& out, resp::Protocol proto, std::uint16_t endpoint,
+                std::string_view request) {
+  out.clear();
+  out.reserve(kJoinHeader + request.size());
+  out.push_back(static_cast<char>(proto));
+  out.push_back(static_cast<char>(endpoint & 0xff));
+  out.push_back(static_cast<char>(endpoint >> 8));
+  out.append(request);
+}
+
 std::shared_ptr<spdlog::logger> logger() {
   auto log = spdlog::get("upstream");
   return log ? log : spdlog::default_logger();
@@ -171,11 +182,7 @@ void ReadSharing::stop() {
 std::uint64_t ReadSharing::findJoinable(resp::Protocol proto, std::uint16_t endpoint,
                                         std::string_view request) {
   if (joinable_.empty()) return 0;
-  scratch_.clear();
-  scratch_.push_back(static_cast<char>(proto));
-  scratch_.push_back(static_cast<char>(endpoint & 0xff));
-  scratch_.push_back(static_cast<char>(endpoint >> 8));
-  scratch_.append(request);
+  setJoinKey(scratch_, proto, endpoint, request);
   auto it = joinable_.find(scratch_);
   return it == joinable_.end() ? 0 : it->second;
 }
@@ -187,11 +194,7 @@ std::uint64_t ReadSharing::start(const std::shared_ptr<ClientSession>& leader, s
   auto flight = std::make_unique<Flight>();
   Flight& f = *flight;
   f.id = nextFlight_++;
-  f.joinKey.reserve(kJoinHeader + request.size());
-  f.joinKey.push_back(static_cast<char>(proto));
-  f.joinKey.push_back(static_cast<char>(endpoint & 0xff));
-  f.joinKey.push_back(static_cast<char>(endpoint >> 8));
-  f.joinKey.append(request);
+  setJoinKey(f.joinKey, proto, endpoint, request);
   f.key.assign(key);
   f.patternId = patternId;
   f.proto = proto;
@@ -255,11 +258,15 @@ void ReadSharing::abandon(std::uint64_t flight) {
   }
 }
 
+void ReadSharing::unjoin(Flight& f) {
+  if (!f.joinable) return;
+  auto j = joinable_.find(f.joinKey);
+  if (j != joinable_.end() && j->second == f.id) joinable_.erase(j);
+  f.joinable = false;
+}
+
 void ReadSharing::forget(Flight& f) {
-  if (f.joinable) {
-    auto j = joinable_.find(f.joinKey);
-    if (j != joinable_.end() && j->second == f.id) joinable_.erase(j);
-  }
+  unjoin(f);
   auto k = byKey_.find(f.key);
   if (k != byKey_.end()) {
     auto& ids = k->second;
@@ -288,12 +295,7 @@ void ReadSharing::keyChanged(std::string_view key) {
     if (it == flights_.end()) continue;
     Flight& f = *it->second;
     f.stale = true;
-    if (f.joinable) {
-      // Readers from now on must not get a reply that may predate the write.
-      auto j = joinable_.find(f.joinKey);
-      if (j != joinable_.end() && j->second == f.id) joinable_.erase(j);
-      f.joinable = false;
-    }
+    unjoin(f);  // readers from now on must not get a reply that may predate the write
   }
 }
 

@@ -130,6 +130,7 @@ class ReadSharing {
   void onLinkFailure(Link& link, std::string_view reason);
   void sendPrefixes(Link& link);
   void setLinkArmed(Link& link, bool armed);
+  void unjoin(Flight& flight);  // out of the joinable index
   void forget(Flight& flight);
 
   Worker& worker_;

@@ -24,12 +24,14 @@ Worker::Worker(std::size_t index, ServerContext& context)
       io_(1),
       cluster_(context.config.upstream.mode == config::UpstreamMode::kCluster) {
   applyEndpoints();
-  if (!cluster_) {
-    ClusterNode node;
-    node.host = context_.upstream.host;
-    node.port = context_.upstream.port;
-    standalone_ = &nodePool(node, false);
-  }
+  if (!cluster_) standalone_ = &nodePool(upstreamNode(), false);
+}
+
+ClusterNode Worker::upstreamNode() const {
+  ClusterNode node;
+  node.host = context_.upstream.host;
+  node.port = context_.upstream.port;
+  return node;
 }
 
 Worker::~Worker() {
@@ -370,10 +372,7 @@ void Worker::installRegistry(std::shared_ptr<const policies::CompiledRegistry> r
 
 void Worker::trackNodes() {
   if (standalone_ != nullptr) {
-    ClusterNode node;
-    node.host = context_.upstream.host;
-    node.port = context_.upstream.port;
-    reads_.useNodes({node});
+    reads_.useNodes({upstreamNode()});
   } else if (slotMap_) {
     reads_.useNodes(slotMap_->masters());
   }

@@ -312,7 +312,8 @@ class Worker {
   void useSlotMap(std::shared_ptr<const SlotMap> map);
   void dropUnusedPools();
   void applyEndpoints();
-  void trackNodes();  // the near cache's tracking connections follow the masters
+  ClusterNode upstreamNode() const;  // standalone: the configured upstream
+  void trackNodes();                 // the near cache's tracking connections follow the masters
   void wireBreakers(NodeHealth& health);
 
   std::size_t index_;
