@@ -43,6 +43,13 @@ class ReplyScanner {
     bool isAttribute;
   };
 
+  // The general walk, element by element, resumable at any byte; scan() frames the usual
+  // single-element reply itself and leaves everything else to this.
+  ScanResult scanElements(std::string_view input);
+  // A fresh reply that starts with '*': a RESP2 array of simple elements (MGET, LRANGE, ...) is
+  // framed in one loop; at the first element that is not simple or not complete, the state is
+  // set up as scanElements() would have it there, and it goes on.
+  ScanResult scanArray(std::string_view input);
   ScanResult fail(std::string_view error);
   ScanResult complete();
   // Records that an element ended at pos_; true when that completed the whole frame.

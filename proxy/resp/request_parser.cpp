@@ -11,11 +11,20 @@
 // Resumption: pos_ is how far the current request is validated, lineScanned_ how far the line
 // being read was searched for its terminator, and bulkLen_ the length of the bulk whose data is
 // awaited. A resumed call continues from there, so every input byte is looked at about once.
+//
+// Fast path: most requests arrive whole, with plain lengths (`$16`: no sign, no leading zero).
+// parseWhole() reads those in one pass, parsing each length as its line is scanned and writing
+// the argument views straight into the Request. readPlainLength() accepts only lines that the
+// exact path (findHeaderEnd + parseRedisInteger) reads to the same value, and parseWhole() only
+// requests that parseMultibulk() would accept as they are, so whatever it leaves (an incomplete
+// request, an error, an unusual form) gets the same result as before from the exact path.
 
 #include <algorithm>
 #include <array>
 #include <climits>
 #include <cstring>
+
+#include "proxy/resp/reply_integer.hpp"
 
 namespace keygate::resp {
 namespace {
@@ -91,6 +100,64 @@ bool parseRedisInteger(std::string_view s, std::int64_t& value) {
   return true;
 }
 
+// The longest plain length line up to its CR: the type byte and the digits.
+constexpr std::size_t kMaxPlainLine = 1 + detail::kMaxPlainDigits;
+
+// The length line as nearly every client writes it: `<type byte><digits>\r\n`, `line` pointing
+// at the type byte, with 1 to kMaxPlainDigits digits and no leading zero except in "0" itself.
+// Returns the byte after its LF and sets `value`; returns nullptr for anything else (a sign, a
+// leading zero, more digits, a missing or bad terminator), which the exact path then reads the
+// way Redis does. The caller checks the line limit: a plain line is at most kMaxPlainLine bytes
+// long up to its CR.
+[[gnu::always_inline]] inline const char* readPlainLength(const char* line, const char* end,
+                                                          std::uint64_t& value) {
+  const char* const digits = line + 1;
+  const char* const next = detail::readPlainDigits(digits, end, value);
+  // Two or more digits and a leading zero ("$03"): Redis refuses it, and the exact path says so.
+  if (next == nullptr || (*digits == '0' && next - digits > 3)) return nullptr;
+  return next;
+}
+
+// One complete argument `$<plain length>\r\n<bytes>\r\n` at `p` of at most `maxBulk` bytes:
+// returns the byte after it and sets `arg`, or returns nullptr for anything else.
+[[gnu::always_inline]] inline const char* readPlainBulk(const char* p, const char* end,
+                                                        std::size_t maxBulk,
+                                                        std::string_view& arg) {
+  if (p == end || *p != '$') return nullptr;
+  std::uint64_t len = 0;
+  const char* const bytes = readPlainLength(p, end, len);
+  if (bytes == nullptr || len > maxBulk) return nullptr;
+  // No overflow: len < 10^18.
+  if (static_cast<std::uint64_t>(end - bytes) < len + 2 || !detail::isCrlf(bytes + len))
+    return nullptr;
+  arg = std::string_view(bytes, len);
+  return bytes + len + 2;
+}
+
+// The usual request: whole in `in`, every length plain, within the limits. Parses it in one pass
+// and returns its size, with `out` holding it; returns 0 for anything else, which the exact path
+// then parses (`out` may have been changed, nothing else was).
+// Flattened so that push_back() is inlined too: it is called once per argument.
+[[gnu::flatten]] std::size_t parseWhole(std::string_view in, const Limits& limits, Request& out) {
+  if (limits.maxInlineBytes < kMaxPlainLine) return 0;
+  const char* const begin = in.data();
+  const char* const end = begin + in.size();
+  std::uint64_t count = 0;
+  const char* p = readPlainLength(begin, end, count);
+  if (p == nullptr || count == 0 || count > INT_MAX || count > limits.maxArrayElements) return 0;
+  out.clear();
+  const std::size_t maxBulk = limits.maxBulkBytes;
+  for (std::uint64_t left = count; left != 0; --left) {
+    std::string_view arg;
+    p = readPlainBulk(p, end, maxBulk, arg);
+    if (p == nullptr) return 0;
+    out.args.push_back(arg);
+  }
+  const auto size = static_cast<std::size_t>(p - begin);
+  out.raw = std::string_view(begin, size);
+  return size;
+}
+
 enum class LineStatus : std::uint8_t { kFound, kIncomplete, kTooLong, kBadTerminator };
 
 // Looks for the byte `terminator` ending the line that starts at `start`. The terminator may sit
@@ -121,6 +188,41 @@ LineStatus findHeaderEnd(std::string_view in, std::size_t start, std::size_t lim
   if (st != LineStatus::kFound) return st;
   if (cr + 1 >= in.size()) return LineStatus::kIncomplete;
   return in[cr + 1] == '\n' ? LineStatus::kFound : LineStatus::kBadTerminator;
+}
+
+// A length line (`*count` or `$len`) at `start`, read fast when it is plain and exactly as Redis
+// does otherwise. kFound sets `value` to the integer and `next` to the offset past the line;
+// kBadTerminator also stands for content that is not an integer Redis accepts.
+struct LengthLine {
+  LineStatus status = LineStatus::kIncomplete;
+  std::int64_t value = 0;
+  std::size_t next = 0;
+};
+
+LengthLine readLengthLine(std::string_view in, std::size_t start, std::size_t limit,
+                          std::size_t& scanned) {
+  LengthLine line;
+  std::uint64_t plain = 0;
+  const char* const end = in.data() + in.size();
+  const char* const next =
+      limit >= kMaxPlainLine ? readPlainLength(in.data() + start, end, plain) : nullptr;
+  if (next != nullptr) {
+    line.status = LineStatus::kFound;
+    line.value = static_cast<std::int64_t>(plain);
+    line.next = static_cast<std::size_t>(next - in.data());
+    scanned = 0;
+    return line;
+  }
+  std::size_t cr = 0;
+  line.status = findHeaderEnd(in, start, limit, scanned, cr);
+  if (line.status != LineStatus::kFound) return line;
+  if (!parseRedisInteger(in.substr(start + 1, cr - start - 1), line.value)) {
+    line.status = LineStatus::kBadTerminator;
+    return line;
+  }
+  scanned = 0;
+  line.next = cr + 2;
+  return line;
 }
 
 // isspace() in the C locale, which is what sdssplitargs skips between arguments.
@@ -253,6 +355,12 @@ ParseResult RequestParser::parse(std::string_view input, Request& out) {
   wanted_ = 0;
   if (input.empty()) return {};
   if (input[0] != '*') return parseInline(input, out);
+  if (argsExpected_ < 0) {
+    if (const std::size_t size = parseWhole(input, limits_, out); size != 0) {
+      lineScanned_ = 0;
+      return {ParseStatus::kOk, size, {}};
+    }
+  }
   return parseMultibulk(input, out);
 }
 
@@ -263,8 +371,8 @@ ParseResult RequestParser::fail(std::string_view error) {
 
 ParseResult RequestParser::parseMultibulk(std::string_view in, Request& out) {
   if (argsExpected_ < 0) {
-    std::size_t cr = 0;
-    switch (findHeaderEnd(in, 0, limits_.maxInlineBytes, lineScanned_, cr)) {
+    const LengthLine header = readLengthLine(in, 0, limits_.maxInlineBytes, lineScanned_);
+    switch (header.status) {
       case LineStatus::kFound:
         break;
       case LineStatus::kIncomplete:
@@ -274,13 +382,12 @@ ParseResult RequestParser::parseMultibulk(std::string_view in, Request& out) {
       case LineStatus::kBadTerminator:
         return fail(kErrMultibulkLength);
     }
-    std::int64_t count = 0;
-    if (!parseRedisInteger(in.substr(1, cr - 1), count) || count > INT_MAX ||
+    const std::int64_t count = header.value;
+    if (count > INT_MAX ||
         (count > 0 && static_cast<std::uint64_t>(count) > limits_.maxArrayElements)) {
       return fail(kErrMultibulkLength);
     }
-    pos_ = cr + 2;
-    lineScanned_ = 0;
+    pos_ = header.next;
     spans_.clear();
     // Redis runs `*0` and `*-1` as nothing at all: an empty request for the caller to skip.
     if (count <= 0) return finish(in, out);
@@ -294,8 +401,8 @@ ParseResult RequestParser::parseMultibulk(std::string_view in, Request& out) {
     if (bulkLen_ < 0) {
       if (pos_ >= in.size()) return {};
       if (in[pos_] != '$') return fail(expectedDollarError(in[pos_]));
-      std::size_t cr = 0;
-      switch (findHeaderEnd(in, pos_, limits_.maxInlineBytes, lineScanned_, cr)) {
+      const LengthLine header = readLengthLine(in, pos_, limits_.maxInlineBytes, lineScanned_);
+      switch (header.status) {
         case LineStatus::kFound:
           break;
         case LineStatus::kIncomplete:
@@ -305,14 +412,11 @@ ParseResult RequestParser::parseMultibulk(std::string_view in, Request& out) {
         case LineStatus::kBadTerminator:
           return fail(kErrBulkLength);
       }
-      std::int64_t len = 0;
-      if (!parseRedisInteger(in.substr(pos_ + 1, cr - pos_ - 1), len) || len < 0 ||
-          static_cast<std::uint64_t>(len) > limits_.maxBulkBytes) {
+      if (header.value < 0 || static_cast<std::uint64_t>(header.value) > limits_.maxBulkBytes) {
         return fail(kErrBulkLength);
       }
-      pos_ = cr + 2;
-      lineScanned_ = 0;
-      bulkLen_ = len;
+      pos_ = header.next;
+      bulkLen_ = header.value;
     }
     // No overflow: bulkLen_ < 2^63 and pos_ is bounded by the input size.
     const std::size_t end = pos_ + static_cast<std::size_t>(bulkLen_) + 2;

@@ -52,7 +52,8 @@ class RequestParser {
   explicit RequestParser(const Limits& limits) : limits_(limits) {}
 
   // Parses at most one request from the front of `input`, which must start at the first byte not
-  // yet consumed. On kOk, `out` holds the request and `consumed` its length in bytes.
+  // yet consumed. On kOk, `out` holds the request and `consumed` its length in bytes; on any
+  // other status its contents are unspecified.
   ParseResult parse(std::string_view input, Request& out);
 
   // When the last parse() returned kIncomplete: how many bytes of input the current request needs

@@ -166,6 +166,24 @@ std::vector<Case> validCorpus() {
       {"$3000\r\n" + std::string(3000, 'z') + "\r\n", '$'},
       {"+" + std::string(2000, 's') + "\r\n", '+'},
       {bigArray, '*'},
+      // Forms the one-pass framing leaves to the exact path, and those around its edges.
+      {"$03\r\nabc\r\n", '$'},
+      {"$-01\r\n", '$'},
+      {"$-0\r\n\r\n", '$'},
+      {":007\r\n", ':'},
+      {":-0\r\n", ':'},
+      {":123456789012345678\r\n", ':'},
+      {":1234567890123456789\r\n", ':'},
+      {"$10\r\n0123456789\r\n", '$'},
+      {"$100\r\n" + std::string(100, 'h') + "\r\n", '$'},
+      {"+" + std::string(29, 'a') + "\r\n", '+'},
+      {"+" + std::string(30, 'b') + "\r\n", '+'},
+      {"-" + std::string(31, 'c') + "\r\n", '-'},
+      {"*03\r\n:1\r\n:2\r\n:3\r\n", '*'},
+      {"*3\r\n$1\r\na\r\n$-1\r\n+" + std::string(40, 'd') + "\r\n", '*'},
+      {"*4\r\n:1\r\n*2\r\n$1\r\na\r\n:2\r\n#t\r\n$1\r\nb\r\n", '*'},
+      {"*2\r\n|1\r\n+a\r\n+b\r\n:1\r\n:2\r\n", '*'},
+      {"*1\r\n*1\r\n$3\r\nabc\r\n", '*'},
   };
 }
 
@@ -209,6 +227,16 @@ std::vector<std::pair<std::string, std::string>> errorCorpus() {
       {"|524289\r\n", "Protocol error: aggregate reply over the element limit"},
       {"$536870913\r\n", "Protocol error: bulk reply over the size limit"},
       {"*2\r\n+OK\r\n-ERR\rx", "Protocol error: expected CRLF in reply"},
+      {"$3\r\nabc\rX", "Protocol error: expected CRLF in reply"},
+      {"$3\n\nabc\r\n", "Protocol error: invalid bulk length in reply"},
+      {":-\r\n", "Protocol error: invalid integer reply"},
+      {":1-\r\n", "Protocol error: invalid integer reply"},
+      {":99999999999999999999\r\n", "Protocol error: invalid integer reply"},
+      {"*2\r\n$1\r\na\r\n:x\r\n", "Protocol error: invalid integer reply"},
+      {"*2\r\n:1\r\n?\r\n", "Protocol error: invalid reply type byte"},
+      {"*1\r\n+OK\rX", "Protocol error: expected CRLF in reply"},
+      {"*1\r\n$2\r\nabc\r\n", "Protocol error: expected CRLF in reply"},
+      {"*+1\r\n:1\r\n", "Protocol error: invalid aggregate length"},
   };
 }
 
@@ -277,6 +305,24 @@ TEST_CASE("reply scanner: configured limits", "[resp][scanner]") {
         "Protocol error: reply nested too deep");
   // Empty aggregates open no level.
   CHECK(feedWhole("*1\r\n*1\r\n*0\r\n", limits).frames.at(0).status == ScanStatus::kOk);
+  // The one-pass framing of arrays and simple elements keeps every limit too.
+  CHECK(feedWhole("*4\r\n$5\r\nhello\r\n:1\r\n+a\r\n$-1\r\n", limits).frames.at(0).status ==
+        ScanStatus::kOk);
+  CHECK(feedWhole("*2\r\n$5\r\nhello\r\n$6\r\nhello!\r\n", limits).frames.at(0).error ==
+        "Protocol error: bulk reply over the size limit");
+  CHECK(feedWhole("*1\r\n+hello!\r\n", limits).frames.at(0).error ==
+        "Protocol error: reply line too long");
+  Limits flat;
+  flat.maxNestingDepth = 0;
+  CHECK(feedWhole("*1\r\n:1\r\n", flat).frames.at(0).error ==
+        "Protocol error: reply nested too deep");
+  CHECK(feedWhole("*0\r\n", flat).frames.at(0).status == ScanStatus::kOk);
+  CHECK(feedWhole(":1\r\n", flat).frames.at(0).status == ScanStatus::kOk);
+  Limits noText;
+  noText.maxBulkBytes = 0;
+  CHECK(feedWhole("+\r\n", noText).frames.at(0).status == ScanStatus::kOk);
+  CHECK(feedWhole("+a\r\n", noText).frames.at(0).error == "Protocol error: reply line too long");
+  CHECK(feedWhole("$0\r\n\r\n", noText).frames.at(0).status == ScanStatus::kOk);
 }
 
 TEST_CASE("reply scanner: announced counts allocate nothing", "[resp][scanner]") {
@@ -362,4 +408,55 @@ TEST_CASE("reply scanner: reset and a shorter input start over", "[resp][scanner
   CHECK(r.status == ScanStatus::kOk);
   CHECK(r.type == ':');
   CHECK(r.consumed == 4);
+}
+
+TEST_CASE("reply scanner: an array cut anywhere resumes where the one-pass framing stopped",
+          "[resp][scanner]") {
+  // The first read holds all of an MGET reply but its last k bytes: the one-pass framing stops
+  // at the element that is not complete and hands its state to the general walk.
+  const std::string reply = "*4\r\n$3\r\nabc\r\n:12\r\n$-1\r\n+OK\r\n";
+  for (std::size_t k = 1; k < reply.size(); ++k) {
+    INFO("missing " << k);
+    ReplyScanner scanner(Limits{});
+    REQUIRE(scanner.scan(std::string_view(reply).substr(0, reply.size() - k)).status ==
+            ScanStatus::kIncomplete);
+    const std::string moved(reply);
+    const ScanResult r = scanner.scan(moved);
+    REQUIRE(r.status == ScanStatus::kOk);
+    CHECK(r.consumed == reply.size());
+    CHECK(r.type == '*');
+  }
+}
+
+TEST_CASE("reply scanner: mutated replies give the same result however they are split",
+          "[resp][scanner]") {
+  // Whole, a reply goes through the one-pass framing; fed a byte at a time, through the general
+  // walk. One changed, dropped or added byte must not make them disagree.
+  const std::vector<std::string> bases = {
+      "$3\r\nxxx\r\n",
+      "+OK\r\n",
+      ":-12\r\n",
+      "*3\r\n$1\r\na\r\n:1\r\n$-1\r\n",
+      "*2\r\n*1\r\n+a\r\n%1\r\n:1\r\n#t\r\n",
+      "-ERR wrong\r\n$0\r\n\r\n",
+  };
+  const std::string bytes = "\r\n0123456789-+$*:%|_#x \0"s;
+  std::mt19937 rng(2424);
+  for (int i = 0; i < 600; ++i) {
+    std::string s = bases[rng() % bases.size()];
+    const std::size_t at = rng() % s.size();
+    switch (rng() % 3) {
+      case 0:
+        s[at] = bytes[rng() % bytes.size()];
+        break;
+      case 1:
+        s.erase(at, 1);
+        break;
+      default:
+        s.insert(at, 1, bytes[rng() % bytes.size()]);
+        break;
+    }
+    INFO("input " << i << ": " << s);
+    checkSplitInvariance(s);
+  }
 }

@@ -177,6 +177,14 @@ std::vector<Case> validCorpus() {
   multibulk({"SET", "bin", "\0\xff\r\n$*"s});
   multibulk({"SET", "big", std::string(3000, 'x')});
   multibulk({"MSET", "a", "1", "b", "2", "c", "3", "d", "4", "e", "5", "f", "6", "g", "7"});
+  // Lengths around the one- and two-digit shortcuts of the one-pass path, and more arguments
+  // than the 16 the argument vector starts with.
+  multibulk({"SET", "k", std::string(9, 'a')});
+  multibulk({"SET", "k", std::string(10, 'b')});
+  multibulk({"SET", "k", std::string(99, 'c')});
+  multibulk({"SET", "k", std::string(100, 'd')});
+  multibulk({"DEL", "k1",  "k2",  "k3",  "k4",  "k5",  "k6",  "k7",  "k8",  "k9", "k10",
+             "k11", "k12", "k13", "k14", "k15", "k16", "k17", "k18", "k19", "k20"});
   cases.push_back({"*0\r\n", okMultibulk("*0\r\n", {})});
   cases.push_back({"*-1\r\n", okMultibulk("*-1\r\n", {})});
   cases.push_back({"*-7\r\n", okMultibulk("*-7\r\n", {})});
@@ -231,6 +239,19 @@ std::vector<Case> errorCorpus() {
       {"*1\r\n$3\r\nabcXY", error(bulk)},
       {"*1\r\n$3\r\nabc\rX", error(bulk)},
       {"*1\r\n$3\r\nabc\n\r", error(bulk)},
+      // Lines the one-pass path leaves to the exact one: leading zeros, signs, many digits.
+      {"*00\r\n", error(mbulk)},
+      {"*0000000000000000001\r\n", error(mbulk)},
+      {"*1234567890123456789\r\n", error(mbulk)},
+      {"*2\r\n$3\r\nGET\r\n$01\r\nk\r\n", error(bulk)},
+      {"*2\r\n$3\r\nGET\r\n$-0\r\n", error(bulk)},
+      {"*1\r\n$00\r\n\r\n", error(bulk)},
+      {"*1\r\n$000000000000000003\r\nabc\r\n", error(bulk)},
+      {"*1\r\n$1234567890123456789\r\n", error(bulk)},
+      {"*1\r\n$99999999999999999999999\r\n", error(bulk)},
+      {"*1\r\n$3\n\nabc\r\n", error(bulk)},
+      {"*2\r\n$3\r\nGET\r\n$1\r\nk\r\r", error(bulk)},
+      {"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n:1\r\n", error("Protocol error: expected '$', got ':'")},
       {"SET k \"abc\r\n", error(quotes)},
       {"SET k 'abc\r\n", error(quotes)},
       {"SET k \"a\"b\r\n", error(quotes)},
@@ -533,4 +554,84 @@ TEST_CASE("request parser: a shorter input than last time restarts instead of ov
   const ParseResult r2 = parser.parse("*1\r\n$4\r\nPING\r\n", req);
   REQUIRE(r2.status == ParseStatus::kOk);
   CHECK(req.args == std::vector<std::string_view>{"PING"});
+}
+
+TEST_CASE("request parser: limits hold on the one-pass path", "[resp][request]") {
+  // Every request below is whole in the buffer, so the one-pass path sees it first.
+  Limits limits;
+  limits.maxBulkBytes = 10;
+  limits.maxArrayElements = 3;
+  CHECK(feedWhole("*1\r\n$10\r\n0123456789\r\n", limits).requests.at(0).args == Args{"0123456789"});
+  CHECK(feedWhole("*1\r\n$11\r\n01234567890\r\n", limits).requests.at(0) ==
+        error("Protocol error: invalid bulk length"));
+  CHECK(feedWhole("*3\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\nc\r\n", limits).requests.at(0).args ==
+        Args{"a", "b", "c"});
+  CHECK(feedWhole("*4\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\nc\r\n$1\r\nd\r\n", limits).requests.at(0) ==
+        error("Protocol error: invalid multibulk length"));
+
+  // Line limits shorter than the longest plain line: the exact path does all the work.
+  Limits tiny;
+  tiny.maxInlineBytes = 3;
+  CHECK(feedWhole("*2\r\n$3\r\nGET\r\n$2\r\nab\r\n", tiny).requests.at(0).args ==
+        Args{"GET", "ab"});
+  CHECK(feedWhole("*2\r\n$3\r\nGET\r\n$10\r\n0123456789\r\n", tiny).requests.at(0).args ==
+        Args{"GET", "0123456789"});
+  CHECK(feedWhole("*2\r\n$3\r\nGET\r\n$100\r\n" + std::string(100, 'x') + "\r\n", tiny)
+            .requests.at(0) == error("Protocol error: too big bulk count string"));
+  checkSplitInvariance("*2\r\n$3\r\nGET\r\n$10\r\n0123456789\r\n", tiny);
+}
+
+TEST_CASE("request parser: a request cut anywhere resumes where the one-pass path stopped",
+          "[resp][request]") {
+  // The first read holds all of a request but its last k bytes; the one-pass path gives up on it
+  // and the resumable path goes on. Both reads together must give the request.
+  const std::string input = encode({"SET", "key:000000012345", std::string(64, 'v')});
+  for (std::size_t k = 1; k < input.size(); ++k) {
+    INFO("missing " << k);
+    RequestParser parser(Limits{});
+    Request req;
+    const std::string_view whole(input);
+    REQUIRE(parser.parse(whole.substr(0, input.size() - k), req).status ==
+            ParseStatus::kIncomplete);
+    const std::string moved(input);  // a reallocated buffer: views of the first read are stale
+    const ParseResult r = parser.parse(moved, req);
+    REQUIRE(r.status == ParseStatus::kOk);
+    CHECK(r.consumed == input.size());
+    CHECK(req.args ==
+          std::vector<std::string_view>{"SET", "key:000000012345",
+                                        std::string_view(moved).substr(moved.size() - 66, 64)});
+    CHECK(req.raw.data() == moved.data());
+  }
+}
+
+TEST_CASE("request parser: mutated requests give the same result however they are split",
+          "[resp][request]") {
+  // Whole, a request goes through the one-pass path; fed a byte at a time, through the
+  // resumable one. One changed, dropped or added byte at a random place must not make them
+  // disagree: same requests, same errors, same bytes left over.
+  const std::vector<std::string> bases = {
+      encode({"GET", "key:000000012345"}),
+      encode({"SET", "k", "0123456789"}),
+      encode({"MGET", "a", "bb", "ccc"}) + encode({"PING"}),
+      "*1\r\n$0\r\n\r\n",
+  };
+  const std::string bytes = "\r\n0123456789-+$*:x \0"s;
+  std::mt19937 rng(4242);
+  for (int i = 0; i < 600; ++i) {
+    std::string s = bases[rng() % bases.size()];
+    const std::size_t at = rng() % s.size();
+    switch (rng() % 3) {
+      case 0:
+        s[at] = bytes[rng() % bytes.size()];
+        break;
+      case 1:
+        s.erase(at, 1);
+        break;
+      default:
+        s.insert(at, 1, bytes[rng() % bytes.size()]);
+        break;
+    }
+    INFO("input " << i << ": " << s);
+    checkSplitInvariance(s);
+  }
 }
