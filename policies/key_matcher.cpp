@@ -11,6 +11,31 @@ namespace {
 
 constexpr std::uint64_t kNoHash = 0;  // hashBytes() never returns it (see below)
 
+std::uint32_t load32(const char* p) {
+  std::uint32_t w;
+  std::memcpy(&w, p, 4);
+  return w;
+}
+
+// The n < 8 bytes at p as one word, with fixed-size loads only (a memcpy of a variable size is a
+// library call): two overlapping 4-byte loads, or for n < 4 the first, middle and last byte.
+// Together with n it determines the bytes.
+std::uint64_t shortWord(const char* p, std::size_t n) {
+  if (n >= 4) return load32(p) | (static_cast<std::uint64_t>(load32(p + n - 4)) << 32);
+  if (n == 0) return 0;
+  return static_cast<unsigned char>(p[0]) | (static_cast<unsigned char>(p[n / 2]) << 8) |
+         (static_cast<std::uint64_t>(static_cast<unsigned char>(p[n - 1])) << 16);
+}
+
+// Whether the n bytes at a and b are equal; inline for the short texts of key segments.
+bool sameBytes(const char* a, const char* b, std::size_t n) {
+  if (n <= 8) {
+    if (n < 4) return n == 0 || shortWord(a, n) == shortWord(b, n);
+    return load32(a) == load32(b) && load32(a + n - 4) == load32(b + n - 4);
+  }
+  return std::memcmp(a, b, n) == 0;
+}
+
 std::uint64_t hashBytes(std::string_view s) {
   std::uint64_t h = 0x9e3779b97f4a7c15ULL ^ s.size();
   const char* p = s.data();
@@ -23,9 +48,7 @@ std::uint64_t hashBytes(std::string_view s) {
     p += 8;
     n -= 8;
   }
-  std::uint64_t w = 0;
-  std::memcpy(&w, p, n);
-  h = (h ^ w) * 0x94d049bb133111ebULL;
+  h = (h ^ shortWord(p, n)) * 0x94d049bb133111ebULL;
   const std::uint64_t result = h ^ (h >> 32);
   return result == kNoHash ? 1 : result;
 }
@@ -304,7 +327,7 @@ std::int32_t KeyMatcher::findExact(std::uint32_t node, std::uint64_t hash,
     const Slot& s = exact_[i];
     if (s.node == UINT32_MAX) return -1;
     if (s.hash == h && s.node == node && s.textSize == text.size() &&
-        std::memcmp(arena_.data() + s.textOffset, text.data(), text.size()) == 0) {
+        sameBytes(arena_.data() + s.textOffset, text.data(), text.size())) {
       return static_cast<std::int32_t>(s.child);
     }
   }
@@ -354,6 +377,27 @@ std::uint32_t KeyMatcher::insertExact(std::uint32_t node, std::uint64_t hash,
   return child;
 }
 
+KeyMatcher::Edge KeyMatcher::makeEdge(std::size_t index, std::size_t segment, std::uint32_t child) {
+  Edge e;
+  e.pattern = static_cast<std::uint32_t>(index);
+  e.segment = static_cast<std::uint32_t>(segment);
+  e.child = child;
+  const KeyPattern& p = *patterns_[index];
+  const auto& s = p.segment(segment);
+  if (s.vars.size() != 1 || p.variable(s.vars[0]).type == VarType::kRegex) return e;
+  e.plain = true;
+  e.type = p.variable(s.vars[0]).type;
+  e.var = s.vars[0];
+  e.minSize = static_cast<std::uint32_t>(s.minSize);
+  e.prefixOffset = static_cast<std::uint32_t>(arena_.size());
+  e.prefixSize = static_cast<std::uint32_t>(s.prefix.size());
+  arena_.append(s.prefix);
+  e.suffixOffset = static_cast<std::uint32_t>(arena_.size());
+  e.suffixSize = static_cast<std::uint32_t>(s.lits.back().size());
+  arena_.append(s.lits.back());
+  return e;
+}
+
 void KeyMatcher::insert(std::size_t index) {
   const KeyPattern& p = *patterns_[index];
   const std::size_t count = p.segmentCount();
@@ -382,9 +426,7 @@ void KeyMatcher::insert(std::size_t index) {
     if (next < 0) {
       next = static_cast<std::int64_t>(nodes_.size());
       nodes_.emplace_back();
-      nodes_[node].others.push_back({static_cast<std::uint32_t>(index),
-                                     static_cast<std::uint32_t>(d),
-                                     static_cast<std::uint32_t>(next)});
+      nodes_[node].others.push_back(makeEdge(index, d, static_cast<std::uint32_t>(next)));
     }
     node = static_cast<std::uint32_t>(next);
   }
@@ -485,50 +527,97 @@ const KeyPattern& KeyMatcher::pattern(std::size_t index) const {
 
 // ---- Match --------------------------------------------------------------------------------------
 
-bool KeyMatcher::matchFrom(std::uint32_t node, std::size_t depth, std::size_t count,
-                           const std::string_view* parts, std::uint64_t* hashes, Captures* captures,
-                           std::int32_t* found) const {
-  const Node& n = nodes_[node];
-  if (depth == count) {
-    *found = n.terminal;
-    return n.terminal >= 0;
+// KeyPattern::matchSegment for a plain edge.
+inline bool KeyMatcher::matchPlain(const Edge& e, std::string_view part, Captures* captures) const {
+  if (part.size() < e.minSize) return false;  // minSize covers the prefix and the suffix
+  const char* p = part.data();
+  if (!sameBytes(p, arena_.data() + e.prefixOffset, e.prefixSize) ||
+      !sameBytes(p + part.size() - e.suffixSize, arena_.data() + e.suffixOffset, e.suffixSize)) {
+    return false;
   }
-  const std::string_view part = parts[depth];
-  if (n.exactCount) {
-    if (hashes[depth] == kNoHash) hashes[depth] = hashBytes(part);
-    const auto child = findExact(node, hashes[depth], part);
-    if (child >= 0 && matchFrom(static_cast<std::uint32_t>(child), depth + 1, count, parts, hashes,
-                                captures, found)) {
-      return true;
+  const std::string_view value(p + e.prefixSize, part.size() - e.prefixSize - e.suffixSize);
+  if (!detail::fitsPlain(e.type, value)) return false;
+  if (captures) captures->push_back({patterns_[e.pattern]->variableName(e.var), value});
+  return true;
+}
+
+std::int32_t KeyMatcher::walk(std::uint32_t root, const std::string_view* parts, std::size_t count,
+                              Captures* captures) const {
+  // One frame per depth: the node, and the next way down from it to try (0: none tried yet, 1:
+  // the literal edge was, k + 1: others[k] is next); mark: the size of `captures` when the walk
+  // reached the node, restored when it comes back up to try another way. Left uninitialised: a
+  // frame is written before it is read.
+  struct Frame {
+    std::uint32_t node;
+    std::uint32_t next;
+    std::size_t mark;
+  };
+  Frame stack[kMaxSegments + 1];
+  // A segment's hash, computed when a node with literal edges first needs it (bit d of `hashed`:
+  // hashes[d] is set); it depends on the segment only, so backtracking reuses it.
+  static_assert(kMaxSegments <= 64);
+  std::uint64_t hashes[kMaxSegments];
+  std::uint64_t hashed = 0;
+  std::size_t depth = 0;
+  stack[0].node = root;
+  stack[0].next = 0;
+  while (true) {
+    Frame& f = stack[depth];
+    const Node& n = nodes_[f.node];
+    std::int64_t child = -1;
+    if (depth == count) {
+      if (n.terminal >= 0) return n.terminal;
+    } else {
+      const std::string_view part = parts[depth];
+      if (f.next == 0) {
+        f.next = 1;
+        f.mark = captures ? captures->size() : 0;
+        if (n.exactCount) {
+          if ((hashed >> depth & 1) == 0) {
+            hashes[depth] = hashBytes(part);
+            hashed |= std::uint64_t{1} << depth;
+          }
+          child = findExact(f.node, hashes[depth], part);
+        }
+      }
+      while (child < 0 && f.next <= n.others.size()) {
+        const Edge& e = n.others[f.next - 1];
+        ++f.next;
+        // matchSegment leaves `captures` as it was when it fails.
+        if (e.plain ? matchPlain(e, part, captures)
+                    : patterns_[e.pattern]->matchSegment(e.segment, part, captures)) {
+          child = e.child;
+        }
+      }
     }
-  }
-  for (const Edge& e : n.others) {
-    const std::size_t mark = captures ? captures->size() : 0;
-    if (patterns_[e.pattern]->matchSegment(e.segment, part, captures) &&
-        matchFrom(e.child, depth + 1, count, parts, hashes, captures, found)) {
-      return true;
+    if (child >= 0) {
+      Frame& down = stack[++depth];
+      down.node = static_cast<std::uint32_t>(child);
+      down.next = 0;
+      continue;
     }
-    if (captures) captures->resize(mark);
+    // Nothing (more) below this frame: back up to its parent, undoing the parent's edge.
+    if (depth == 0) return -1;
+    --depth;
+    if (captures) captures->resize(stack[depth].mark);
   }
-  return false;
 }
 
 int KeyMatcher::match(std::string_view key, Captures* captures) const {
   if (captures) captures->clear();
   if (roots_.empty()) return -1;
-  std::array<std::string_view, kMaxSegments> parts;
+  // Left uninitialised (a std::array of string_views would zero 1 KiB per match): splitKey
+  // writes the first `count` entries, and only those are read.
+  union Parts {
+    Parts() {}
+    std::string_view at[kMaxSegments];
+  } parts;
   const std::size_t limit = roots_.size() - 1;
-  const std::size_t count = splitKey(key, parts.data(), limit);
+  const std::size_t count = splitKey(key, parts.at, limit);
   if (count > limit || roots_[count] < 0) return -1;
-  std::array<std::uint64_t, kMaxSegments> hashes;
-  for (std::size_t i = 0; i < count; ++i)
-    hashes[i] = hashBytes(parts[i]);
-  std::int32_t found = -1;
-  if (!matchFrom(static_cast<std::uint32_t>(roots_[count]), 0, count, parts.data(), hashes.data(),
-                 captures, &found)) {
-    if (captures) captures->clear();
-    return -1;
-  }
+  const std::int32_t found =
+      walk(static_cast<std::uint32_t>(roots_[count]), parts.at, count, captures);
+  if (found < 0 && captures) captures->clear();
   return found;
 }
 

@@ -11,8 +11,9 @@
 //                      other segments: a short list of per-segment matchers, each with
 //                      backtracking inside the segment only (`quote-<id>-x`)
 //
-// A match walks the trie depth-first (literal edges first), so one match costs a hash probe or a
-// short scan per segment, and allocates nothing beyond growing `captures`.
+// A match walks the trie depth-first (literal edges first; a loop with its own stack, not
+// recursion), so one match costs a hash probe or a short scan per segment, and allocates nothing
+// beyond growing `captures`.
 //
 // build() also proves the registry unambiguous: two patterns overlap when some key matches both,
 // i.e. when they have the same segment count and every pair of segments has a common run. That
@@ -76,6 +77,17 @@ class KeyMatcher {
     std::uint32_t pattern;
     std::uint32_t segment;
     std::uint32_t child;
+    // A segment of one variable of a plain type (any, int, hex, uuid) between two literals, as
+    // most are, is matched from these (matchPlain) without a call into its KeyPattern: the
+    // literals' text in arena_, the variable (its index in the pattern) and its type.
+    bool plain = false;
+    VarType type = VarType::kAny;
+    std::uint32_t var = 0;
+    std::uint32_t minSize = 0;  // prefix, suffix and the variable's shortest value
+    std::uint32_t prefixOffset = 0;
+    std::uint32_t prefixSize = 0;
+    std::uint32_t suffixOffset = 0;
+    std::uint32_t suffixSize = 0;
   };
   struct Node {
     std::int32_t terminal = -1;  // pattern index ending here (depth == segment count)
@@ -95,10 +107,13 @@ class KeyMatcher {
   std::uint32_t insertExact(std::uint32_t node, std::uint64_t hash, std::string_view text);
   void growExact();
   void insert(std::size_t index);
+  Edge makeEdge(std::size_t index, std::size_t segment, std::uint32_t child);
+  bool matchPlain(const Edge& e, std::string_view part, Captures* captures) const;
   void findOverlaps(std::size_t index, std::vector<PatternProblem>* problems) const;
-  bool matchFrom(std::uint32_t node, std::size_t depth, std::size_t count,
-                 const std::string_view* parts, std::uint64_t* hashes, Captures* captures,
-                 std::int32_t* found) const;
+  // The depth-first walk of match() from `root` over the key's `count` segments: the pattern
+  // index found, or -1.
+  std::int32_t walk(std::uint32_t root, const std::string_view* parts, std::size_t count,
+                    Captures* captures) const;
 
   std::vector<std::optional<KeyPattern>> patterns_;
   std::vector<Node> nodes_;

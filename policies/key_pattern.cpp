@@ -11,11 +11,16 @@
 #include <cstring>
 #include <regex>
 
+#include "policies/simple_regex.hpp"
+
 namespace keygate::policies {
 
 namespace detail {
+// A registry regex: SimpleRegex when the pattern is in its subset (no allocation per match),
+// else std::regex.
 struct CompiledRegex {
-  std::regex re;
+  std::optional<SimpleRegex> simple;
+  std::regex re;  // only when !simple
 };
 }  // namespace detail
 namespace {
@@ -42,25 +47,6 @@ constexpr auto kClasses = makeClasses();
 
 inline bool is(char c, std::uint8_t cls) {
   return (kClasses[static_cast<unsigned char>(c)] & cls);
-}
-
-bool allOf(std::string_view s, std::uint8_t cls) {
-  for (char c : s) {
-    if (!is(c, cls)) return false;
-  }
-  return true;
-}
-
-bool isUuid(std::string_view s) {
-  if (s.size() != 36) return false;
-  for (std::size_t i = 0; i < 36; ++i) {
-    if (i == 8 || i == 13 || i == 18 || i == 23) {
-      if (s[i] != '-') return false;
-    } else if (!is(s[i], kHexDigit)) {
-      return false;
-    }
-  }
-  return true;
 }
 
 std::string col(std::size_t offset) {
@@ -193,8 +179,12 @@ std::optional<KeyPattern> KeyPattern::parse(std::string_view text, std::string* 
                                   ":/[a-z]+/> or drop the type");
         }
         try {
-          v.regex = std::make_shared<const detail::CompiledRegex>(
-              detail::CompiledRegex{std::regex(v.regexText, std::regex::ECMAScript)});
+          auto compiled = std::make_shared<detail::CompiledRegex>();
+          // SimpleRegex accepts only patterns std::regex accepts (simple_regex_test), so the
+          // error messages below stay std::regex's.
+          compiled->simple = SimpleRegex::compile(v.regexText);
+          if (!compiled->simple) compiled->re = std::regex(v.regexText, std::regex::ECMAScript);
+          v.regex = std::move(compiled);
         } catch (const std::regex_error& e) {
           return fail(typeAt + 1, "invalid regex /" + v.regexText + "/ for variable '" +
                                       std::string(name) + "': " + e.what());
@@ -265,30 +255,24 @@ std::optional<KeyPattern> KeyPattern::parse(std::string_view text, std::string* 
 
 namespace {
 
-// Whether a run of a key segment (never holding ':') fits `v`.
-bool fitsRun(const detail::Variable& v, std::string_view run) {
-  if (run.empty()) return false;
-  switch (v.type) {
-    case VarType::kAny:
-      return true;
-    case VarType::kInt:
-      return allOf(run, kDigit);
-    case VarType::kHex:
-      return allOf(run, kHexDigit);
-    case VarType::kUuid:
-      return isUuid(run);
-    case VarType::kRegex:
-      if (run.size() > kMaxRegexRun) return false;
-      // std::regex reports resource exhaustion by throwing; the length cap keeps its recursion
-      // shallow, and this guard turns anything left into "no match" rather than an unwinding
-      // request path.
-      try {
-        return std::regex_match(run.begin(), run.end(), v.regex->re);
-      } catch (...) {
-        return false;
-      }
+// Whether `run` matches a regex variable's regex (out of line: the other types are a loop).
+[[gnu::noinline]] bool regexFits(const detail::Variable& v, std::string_view run) {
+  if (run.size() > kMaxRegexRun) return false;
+  if (v.regex->simple) return v.regex->simple->fullMatch(run);
+  // std::regex reports resource exhaustion by throwing; the length cap keeps its recursion
+  // shallow, and this guard turns anything left into "no match" rather than an unwinding
+  // request path.
+  try {
+    return std::regex_match(run.begin(), run.end(), v.regex->re);
+  } catch (...) {
+    return false;
   }
-  return false;
+}
+
+// Whether a run of a key segment (never holding ':') fits `v`.
+inline bool fitsRun(const detail::Variable& v, std::string_view run) {
+  if (v.type == VarType::kRegex) return !run.empty() && regexFits(v, run);
+  return detail::fitsPlain(v.type, run);
 }
 
 }  // namespace
@@ -333,10 +317,23 @@ bool KeyPattern::matchSegment(std::size_t i, std::string_view run, Captures* cap
   const auto& s = segments_[i];
   if (s.vars.empty()) return run == s.prefix;
   if (run.size() < s.minSize) return false;
+  // minSize covers the prefix and the suffix: both comparisons stay inside `run`.
   const std::string& suffix = s.lits.back();
-  if (run.compare(0, s.prefix.size(), s.prefix) != 0) return false;
-  if (run.compare(run.size() - suffix.size(), suffix.size(), suffix) != 0) return false;
-  return matchRest(s, 0, run.substr(s.prefix.size()), captures);
+  const std::size_t prefixSize = s.prefix.size();
+  const std::size_t suffixSize = suffix.size();
+  if (prefixSize != 0 && std::memcmp(run.data(), s.prefix.data(), prefixSize) != 0) return false;
+  if (suffixSize != 0 &&
+      std::memcmp(run.data() + run.size() - suffixSize, suffix.data(), suffixSize) != 0) {
+    return false;
+  }
+  if (s.vars.size() == 1) {
+    // One variable between the prefix and the suffix (the common case): what lies between them.
+    const std::string_view value = run.substr(prefixSize, run.size() - prefixSize - suffixSize);
+    if (!fitsRun(vars_[s.vars[0]], value)) return false;
+    if (captures) captures->push_back({variableName(s.vars[0]), value});
+    return true;
+  }
+  return matchRest(s, 0, run.substr(prefixSize), captures);
 }
 
 bool KeyPattern::match(std::string_view key, Captures* captures) const {

@@ -70,6 +70,41 @@ struct Segment {
   bool literal() const { return vars.empty(); }
 };
 
+// Whether `run` (which holds no ':') fits a variable of type `type`, for every type but kRegex
+// (false): non-empty, and ASCII digits for kInt, [0-9a-fA-F] for kHex, 8-4-4-4-12 hex digits
+// for kUuid. Inline for KeyMatcher's hot loop; KeyPattern checks variables with it too.
+inline bool fitsPlain(VarType type, std::string_view run) {
+  const auto digit = [](char c) { return static_cast<unsigned char>(c - '0') < 10; };
+  // c | 0x20 folds 'A'-'F' onto 'a'-'f' (and no other byte onto them).
+  const auto hex = [&](char c) {
+    return digit(c) || static_cast<unsigned char>((c | 0x20) - 'a') < 6;
+  };
+  if (run.empty()) return false;
+  switch (type) {
+    case VarType::kAny:
+      return true;
+    case VarType::kInt:
+      for (const char c : run) {
+        if (!digit(c)) return false;
+      }
+      return true;
+    case VarType::kHex:
+      for (const char c : run) {
+        if (!hex(c)) return false;
+      }
+      return true;
+    case VarType::kUuid:
+      if (run.size() != 36) return false;
+      for (std::size_t i = 0; i < 36; ++i) {
+        if (i == 8 || i == 13 || i == 18 || i == 23 ? run[i] != '-' : !hex(run[i])) return false;
+      }
+      return true;
+    case VarType::kRegex:
+      break;
+  }
+  return false;
+}
+
 }  // namespace detail
 
 class KeyPattern {

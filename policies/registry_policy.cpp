@@ -1,7 +1,9 @@
 #include "policies/registry_policy.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <charconv>
+#include <cstdint>
 #include <cstdio>
 
 #include "proxy/resp/reply_writer.hpp"
@@ -96,6 +98,100 @@ TtlKind ttlKindOf(std::string_view name) {
   return TtlKind::kNone;
 }
 
+// How a command names channels, or lists the keyspace (checkChannels).
+enum class ChannelKind : std::uint8_t {
+  kNone,
+  kPublish,     // PUBLISH / SPUBLISH channel message
+  kSubscribe,   // SUBSCRIBE / SSUBSCRIBE channel...
+  kPsubscribe,  // PSUBSCRIBE pattern...
+  kKeyspace,    // SCAN, RANDOMKEY, KEYS: every tenant's keys
+};
+
+// What evaluate() needs to know about a top-level command, by name.
+struct CommandTraits {
+  TtlKind ttl = TtlKind::kNone;
+  ChannelKind channel = ChannelKind::kNone;
+  bool pairs = false;  // MSET / MSETNX: key value pairs
+};
+
+CommandTraits traitsByName(std::string_view name) {
+  CommandTraits t;
+  t.ttl = ttlKindOf(name);
+  if (name == "publish" || name == "spublish") {
+    t.channel = ChannelKind::kPublish;
+  } else if (name == "subscribe" || name == "ssubscribe") {
+    t.channel = ChannelKind::kSubscribe;
+  } else if (name == "psubscribe") {
+    t.channel = ChannelKind::kPsubscribe;
+  } else if (name == "scan" || name == "randomkey" || name == "keys") {
+    t.channel = ChannelKind::kKeyspace;
+  }
+  t.pairs = name == "mset" || name == "msetnx";
+  return t;
+}
+
+// The rows of the Redis 7.0 command table (every request's top-level row) with their traits,
+// built once: a request's traits are a range check and one load, not string comparisons.
+struct TableRows {
+  std::uintptr_t begin = 0;
+  std::size_t size = 0;
+  std::vector<CommandTraits> traits;
+};
+
+// The table once built; null before the first lookup. Checked with a plain load instead of a
+// function-local static, whose guarded initialisation makes the compiler save registers on the
+// fast path too.
+std::atomic<const TableRows*> gTableRows{nullptr};
+
+[[gnu::noinline, gnu::cold]] const TableRows& buildTableRows() {
+  static const TableRows table = [] {
+    const auto all = commands::CommandTable::redis70().all();
+    TableRows t{reinterpret_cast<std::uintptr_t>(all.data()), all.size(), {}};
+    t.traits.reserve(all.size());
+    for (const auto& row : all)
+      t.traits.push_back(traitsByName(row.name));
+    return t;
+  }();
+  gTableRows.store(&table, std::memory_order_release);
+  return table;
+}
+
+const TableRows& tableRows() {
+  const TableRows* rows = gTableRows.load(std::memory_order_acquire);
+  if (rows == nullptr) [[unlikely]]
+    return buildTableRows();
+  return *rows;
+}
+
+// Position of `top` in the Redis 7.0 table; past the end (>= tableRows().size) for any other row
+// (the unsigned distance of a row before the table wraps around too).
+std::size_t rowIndex(const TableRows& rows, const commands::CommandInfo& top) {
+  return (reinterpret_cast<std::uintptr_t>(&top) - rows.begin) / sizeof(commands::CommandInfo);
+}
+
+CommandTraits traitsOf(const commands::CommandInfo& top) {
+  const TableRows& rows = tableRows();
+  const std::size_t i = rowIndex(rows, top);
+  return i < rows.size ? rows.traits[i] : traitsByName(top.name);
+}
+
+// A TTL as decimal digits in a buffer on the stack (std::to_chars), not a std::string of its own.
+struct Digits {
+  char text[24];
+  std::size_t size = 0;
+  std::string_view view() const { return {text, size}; }
+};
+
+Digits digitsOf(std::uint64_t n) {
+  Digits d;
+  char* const end = d.text + sizeof d.text;
+  // 32-bit arithmetic where it fits (TTLs up to ~49 days): cheaper than 64-bit division.
+  const auto result = n <= UINT32_MAX ? std::to_chars(d.text, end, static_cast<std::uint32_t>(n))
+                                      : std::to_chars(d.text, end, n);
+  d.size = static_cast<std::size_t>(result.ptr - d.text);
+  return d;
+}
+
 // A key this write may create without giving it a TTL.
 bool mayCreate(const commands::CommandInfo& info, std::uint32_t keyFlags) {
   if (!info.has(commands::kWrite)) return false;
@@ -116,7 +212,8 @@ class Evaluation {
         context_(context),
         random_(random),
         scratch_(scratch),
-        out_(out) {}
+        out_(out),
+        traits_(traitsOf(top)) {}
 
   void run();
 
@@ -125,14 +222,21 @@ class Evaluation {
   bool violate(Reason reason, const PatternRules* rules, std::string message);
   bool checkChannels();
   bool checkKey(std::size_t i);
-  bool checkTenant(const PatternRules& rules, std::string_view key);
-  bool checkAcl(int pattern, std::string_view name, std::string_view what);
+  // Inline: without a tenant or an ACL user (most requests) they are one test.
+  bool checkTenant(const PatternRules& rules, std::string_view key) {
+    return !context_.tenant.empty() && rules.tenantScoped && tenantViolation(rules, key);
+  }
+  bool checkAcl(int pattern, std::string_view name, std::string_view what) {
+    return context_.allowedPatterns != nullptr && aclViolation(pattern, name, what);
+  }
+  bool tenantViolation(const PatternRules& rules, std::string_view key);
+  bool aclViolation(int pattern, std::string_view name, std::string_view what);
   bool checkValueSizes();
   bool applyTtl();
   bool clampOrRefuse(const PatternRules& rules, std::string_view key, std::size_t argIndex,
                      std::int64_t value, std::int64_t unitMs, bool absolute);
   void hideExpire(std::string_view key, const PatternRules& rules);
-  std::string ttlValue(const PatternRules& rules);
+  Digits ttlValue(const PatternRules& rules);
   std::string_view arg(std::size_t i) const {
     return out_.rewritten ? std::string_view(out_.args[i]) : argv_[i];
   }
@@ -150,6 +254,7 @@ class Evaluation {
   RandomSource& random_;
   EvaluateScratch& scratch_;
   Decision& out_;
+  const CommandTraits traits_;
 };
 
 bool Evaluation::violate(Reason reason, const PatternRules* rules, std::string message) {
@@ -209,23 +314,24 @@ void Evaluation::run() {
 }
 
 bool Evaluation::checkChannels() {
+  const ChannelKind kind = traits_.channel;
+  if (kind == ChannelKind::kNone) return false;
   const std::string_view name = top_.name;
   std::size_t first = 0, last = 0;
-  const bool publish = name == "publish" || name == "spublish";
+  const bool publish = kind == ChannelKind::kPublish;
   if (publish) {
     first = last = 1;
-  } else if (name == "subscribe" || name == "ssubscribe") {
+  } else if (kind == ChannelKind::kSubscribe) {
     first = 1;
     last = argv_.size() - 1;
-  } else if (!context_.tenant.empty() &&
-             (name == "scan" || name == "randomkey" || name == "keys")) {
+  } else if (!context_.tenant.empty() && kind == ChannelKind::kKeyspace) {
     // They list the whole keyspace, every tenant's keys included.
     return violate(Reason::kCrossTenant, nullptr,
                    "CROSSTENANT keygate: " + upper(name) +
                        " would list other tenants' keys on a connection bound to tenant '" +
                        std::string(context_.tenant) +
                        "'; read this tenant's keys by name, or scan from an unbound connection");
-  } else if (name == "psubscribe") {
+  } else if (kind == ChannelKind::kPsubscribe) {
     // A glob cannot be checked against the channel patterns; on a connection bound to a
     // tenant it could deliver other tenants' messages.
     if (context_.tenant.empty()) return false;
@@ -269,9 +375,8 @@ bool Evaluation::checkChannels() {
   return false;
 }
 
-bool Evaluation::checkAcl(int pattern, std::string_view name, std::string_view what) {
+bool Evaluation::aclViolation(int pattern, std::string_view name, std::string_view what) {
   const auto* allowed = context_.allowedPatterns;
-  if (allowed == nullptr) return false;
   if (pattern >= 0 && static_cast<std::size_t>(pattern) < allowed->size() &&
       (*allowed)[static_cast<std::size_t>(pattern)] != 0) {
     return false;
@@ -292,8 +397,7 @@ bool Evaluation::checkAcl(int pattern, std::string_view name, std::string_view w
   return true;
 }
 
-bool Evaluation::checkTenant(const PatternRules& rules, std::string_view key) {
-  if (context_.tenant.empty() || !rules.tenantScoped) return false;
+bool Evaluation::tenantViolation(const PatternRules& rules, std::string_view key) {
   for (const auto& c : scratch_.captures) {
     if (c.name == "tenant" && c.value != context_.tenant) {
       return violate(Reason::kCrossTenant, &rules,
@@ -350,7 +454,7 @@ bool Evaluation::checkKey(std::size_t i) {
 
 bool Evaluation::checkValueSizes() {
   if (!info_.has(commands::kWrite)) return false;
-  const bool pairs = top_.name == "mset" || top_.name == "msetnx";
+  const bool pairs = traits_.pairs;
   std::uint64_t smallest = UINT64_MAX;
   const PatternRules* smallestRules = nullptr;
   for (std::size_t k = 0; k < scratch_.keys.size(); ++k) {
@@ -383,17 +487,17 @@ bool Evaluation::checkValueSizes() {
   return false;
 }
 
-std::string Evaluation::ttlValue(const PatternRules& rules) {
+Digits Evaluation::ttlValue(const PatternRules& rules) {
   const auto jitter = static_cast<std::uint64_t>(rules.ttlJitter.count());
   const auto ms = static_cast<std::uint64_t>(rules.ttlDefault.count()) +
                   (jitter > 0 ? random_.upTo(jitter) : 0);
-  return std::to_string(ms);
+  return digitsOf(ms);
 }
 
 void Evaluation::hideExpire(std::string_view key, const PatternRules& rules) {
-  const std::string ttl = ttlValue(rules);
-  resp::appendCommand(out_.hidden, {std::string_view("PEXPIRE"), key, std::string_view(ttl),
-                                    std::string_view("NX")});
+  const Digits ttl = ttlValue(rules);
+  resp::appendCommand(out_.hidden,
+                      {std::string_view("PEXPIRE"), key, ttl.view(), std::string_view("NX")});
   ++out_.hiddenCount;
   out_.hiddenEnds.push_back(static_cast<std::uint32_t>(out_.hidden.size()));
   out_.hiddenKeys.emplace_back(key);
@@ -431,7 +535,7 @@ bool Evaluation::clampOrRefuse(const PatternRules& rules, std::string_view key,
 }
 
 bool Evaluation::applyTtl() {
-  const TtlKind kind = ttlKindOf(top_.name);
+  const TtlKind kind = traits_.ttl;
   for (std::size_t k = 0; k < scratch_.keys.size(); ++k) {
     const PatternRules* rules = keyRules(k);
     if (rules == nullptr || !rules->ttlBound) continue;
@@ -522,7 +626,7 @@ bool Evaluation::applyTtl() {
         } else {
           auto& tail = out_.rewritten ? out_.args : out_.appended;
           tail.emplace_back("PX");
-          tail.push_back(ttlValue(*rules));
+          tail.emplace_back(ttlValue(*rules).view());
           ++out_.ttlInjected;
         }
         break;
@@ -603,9 +707,9 @@ void Decision::clear() {
 
 bool CompiledRegistry::denied(const commands::CommandInfo& info,
                               const commands::CommandInfo& top) const {
-  const auto rows = commands::CommandTable::redis70().all();
-  if (&top < rows.data() || &top >= rows.data() + rows.size()) return false;
-  const auto mark = deniedTop_[static_cast<std::size_t>(&top - rows.data())];
+  const std::size_t i = rowIndex(tableRows(), top);
+  if (i >= deniedTop_.size()) return false;  // not a row of the Redis 7.0 table
+  const auto mark = deniedTop_[i];
   if (mark != 2) return mark == 1;
   return std::find(deniedSub_.begin(), deniedSub_.end(), &info) != deniedSub_.end();
 }

@@ -975,3 +975,35 @@ TEST_CASE("fail-open: any arguments, never out of bounds", "[policies][fail-open
   }
   CHECK(answered > 0);
 }
+
+TEST_CASE("fail-open: a row that is not the table's own gets the same reply",
+          "[policies][fail-open]") {
+  // missReplyOf indexes the table's rows by address; a copy lies outside, and is looked up by
+  // name.
+  const std::vector<Argv> requests = {
+      {"GET", "k"},
+      {"SET", "k", "v"},
+      {"SET", "k", "v", "NX", "GET"},
+      {"MGET", "a", "b"},
+      {"DEL", "k"},
+      {"GETEX", "k", "PX", "10"},
+      {"HSETNX", "h", "f", "v"},
+      {"LRANGE", "k", "0", "x"},
+      {"TTL", "k"},
+      {"PING"},
+      {"INCR", "k"},
+      {"GET"},
+  };
+  for (const auto& argv : requests) {
+    const CommandInfo* row = CommandTable::redis70().find(argv.front());
+    REQUIRE(row != nullptr);
+    const CommandInfo copy = *row;
+    for (const bool cacheWrite : {false, true}) {
+      INFO(argv.front() << " " << argv.size() << " cacheWrite " << cacheWrite);
+      const MissReply a = missReplyOf(*row, argv, cacheWrite);
+      const MissReply b = missReplyOf(copy, argv, cacheWrite);
+      CHECK(a.shape == b.shape);
+      CHECK(a.count == b.count);
+    }
+  }
+}

@@ -353,3 +353,70 @@ TEST_CASE("the matcher agrees with matching every pattern in turn") {
     CHECK(m.match(key) == expected);
   }
 }
+
+TEST_CASE("match backtracks past a variable branch and drops its captures") {
+  // At the second segment both variable branches match "x-1"; only the second one's third
+  // segment matches "d", so the walk comes back up and the first branch's capture goes.
+  const auto m = buildClean({"a:x-<p>:c", "a:<q>:d", "a:x-<r:int>:<s:int>"});
+  Captures c;
+  CHECK(m.match("a:x-1:d", &c) == 1);
+  CHECK(captured(c) == "q=x-1");
+  CHECK(m.match("a:x-1:c", &c) == 0);
+  CHECK(captured(c) == "p=1");
+  CHECK(m.match("a:x-1:2", &c) == 2);
+  CHECK(captured(c) == "r=1 s=2");
+  CHECK(m.match("a:x-1:e", &c) == -1);
+  CHECK(c.empty());
+  CHECK(m.match("a:x-1:d") == 1);  // without captures too
+}
+
+TEST_CASE("literal segments of every length are told apart byte by byte") {
+  // The trie's literal edges are hashed and compared in word-sized pieces: check every length up
+  // to 20 and a difference at every position.
+  std::vector<std::string> patterns;
+  for (std::size_t n = 1; n <= 20; ++n) {
+    std::string text;
+    for (std::size_t i = 0; i < n; ++i)
+      text.push_back(static_cast<char>('a' + i));
+    patterns.push_back("k:" + text);
+  }
+  patterns.push_back("k:");
+  const auto m = buildClean(patterns);
+  CHECK(m.match("k:") == 20);
+  for (std::size_t n = 1; n <= 20; ++n) {
+    const std::string text = patterns[n - 1].substr(2);
+    INFO(text);
+    CHECK(m.match("k:" + text) == static_cast<int>(n - 1));
+    for (std::size_t i = 0; i < n; ++i) {
+      std::string other = text;
+      other[i] = 'Z';
+      INFO(other);
+      CHECK(m.match("k:" + other) == -1);
+    }
+  }
+}
+
+TEST_CASE("int, hex and uuid variables take exactly their bytes") {
+  const auto m = buildClean({"i:p<x:int>s", "h:p<x:hex>s", "u:<x:uuid>", "a:p<x>s"});
+  for (int b = 1; b < 256; ++b) {
+    const char c = static_cast<char>(b);
+    if (c == ':') continue;
+    INFO(b);
+    const bool digit = b >= '0' && b <= '9';
+    const bool hex = digit || (b >= 'a' && b <= 'f') || (b >= 'A' && b <= 'F');
+    CHECK((m.match(std::string("i:p1") + c + "2s") == 0) == digit);
+    CHECK((m.match(std::string("h:p") + c + "s") == 1) == hex);
+    std::string uuid = "0123abcd-4567-89ef-ABCD-0123456789ab";
+    uuid[0] = c;
+    CHECK((m.match("u:" + uuid) == 2) == hex);
+    uuid[0] = '0';
+    uuid[8] = c;
+    CHECK((m.match("u:" + uuid) == 2) == (c == '-'));
+    CHECK(m.match(std::string("a:p") + c + "s") == 3);
+  }
+  CHECK(m.match("i:ps") == -1);  // a variable's value is never empty
+  CHECK(m.match("h:ps") == -1);
+  CHECK(m.match("a:ps") == -1);
+  CHECK(m.match("u:0123abcd-4567-89ef-ABCD-0123456789a") == -1);
+  CHECK(m.match("u:0123abcd-4567-89ef-ABCD-0123456789abc") == -1);
+}

@@ -566,3 +566,26 @@ patterns:
         "coalesce unless every reader of these keys accepts that");
   CHECK(cachingWarnings(registry->rules(4)).empty());
 }
+
+TEST_CASE("a command row that is not the table's own is evaluated by its name") {
+  // evaluate() looks a command's TTL and channel handling up by the row's address in the table;
+  // a copy of a row lies outside it and is looked up by name, with the same result.
+  Harness h;
+  h.registry = compile(basicRegistry());
+  h.random = FixedRandom({7});
+  auto run = [&](std::vector<std::string_view> argv) -> const Decision& {
+    const commands::CommandInfo copy = *commands::CommandTable::redis70().find(argv[0]);
+    evaluate(*h.registry, copy, copy, argv, h.context, h.random, h.scratch, h.decision);
+    return h.decision;
+  };
+  const auto& set = run({"SET", "cpq:{tenant-acme}:preview:quote-q1:rev-3", "v"});
+  CHECK_FALSE(set.refuse);
+  REQUIRE(set.appended.size() == 2);
+  CHECK(set.appended[0] == "PX");
+  CHECK(set.appended[1] == std::to_string(300000 + 7));
+  CHECK(run({"MSET", "cpq:global:flags", std::string(17, 'x')}).reason == Reason::kValueTooLarge);
+  CHECK(run({"PUBLISH", "cpq:nope", "x"}).reason == Reason::kUnknownChannel);
+  h.context.tenant = "acme";
+  CHECK(run({"SCAN", "0"}).reason == Reason::kCrossTenant);
+  CHECK(run({"PSUBSCRIBE", "*"}).reason == Reason::kCrossTenant);
+}
