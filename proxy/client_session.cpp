@@ -9,6 +9,7 @@
 #include <charconv>
 #include <random>
 
+#include "proxy/batch_clock.hpp"
 #include "proxy/resp/reply_reader.hpp"
 #include "proxy/special_commands.hpp"
 #include "proxy/worker.hpp"
@@ -231,6 +232,7 @@ bool ClientSession::mustPause() const {
 
 void ClientSession::processInput() {
   if (processing_ || closed_) return;
+  const BatchClock::Scope batch;  // every request of this read is stamped with one clock read
   processing_ = true;
   while (!in_.empty() && !closing_ && !closed_) {
     if (mustPause()) {
@@ -850,7 +852,7 @@ std::uint64_t ClientSession::pushTracked(Breaker* breaker) {
   const std::uint64_t seq = pushSlot();
   Slot& s = slots_.back();
   s.tracked = true;
-  s.sentAt = std::chrono::steady_clock::now();
+  s.sentAt = BatchClock::now();
   s.patternId = traffic_.patternId;
   s.commandRow = traffic_.commandRow;
   s.write = traffic_.write;
@@ -1110,7 +1112,7 @@ bool storableReply(policies::MissShape shape, std::string_view reply) {
 
 void ClientSession::recordCompletion(const Slot& slot, std::string_view reply) {
   auto& traffic = worker_.traffic();
-  const auto elapsed = std::chrono::steady_clock::now() - slot.sentAt;
+  const auto elapsed = BatchClock::now() - slot.sentAt;
   auto& pattern = traffic.patterns[slot.patternId];
   WorkerStats::add(pattern.replyBytes, reply.size());
   observeDuration(pattern.duration, elapsed);

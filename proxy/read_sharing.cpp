@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <deque>
 
+#include "proxy/batch_clock.hpp"
 #include "proxy/client_session.hpp"
 #include "proxy/commands/command_table.hpp"
 #include "proxy/resp/reply_reader.hpp"
@@ -223,7 +224,7 @@ void ReadSharing::store(std::uint64_t flight, std::string_view reply) {
   const Flight& f = *it->second;
   if (!f.fill || f.stale || f.generation != generation_) return;
   cache_.store(f.patternId, f.proto, f.key, std::string_view(f.joinKey).substr(kJoinHeader), reply,
-               NearCache::Clock::now());
+               BatchClock::now());
 }
 
 void ReadSharing::finish(std::uint64_t flight, std::string_view reply) {

@@ -2,6 +2,7 @@
 // docs/near-cache.md): which reads are shared, and the ordering rules that keep a client's own
 // writes visible to its later reads.
 
+#include "proxy/batch_clock.hpp"
 #include "proxy/client_session.hpp"
 #include "proxy/commands/command_table.hpp"
 #include "proxy/slot_map.hpp"
@@ -40,7 +41,7 @@ bool ClientSession::shareRead(Args args, std::string_view raw, Step& step) {
   if (rules.nearCache) {
     // Not while a write of this client is unanswered: its read must see that write.
     if (inflightWrites_ == 0) {
-      if (const std::string* cached = reads.cache().find(proto_, raw, Clock::now())) {
+      if (const std::string* cached = reads.cache().find(proto_, raw, BatchClock::now())) {
         WorkerStats::add(counters.nearHits);
         const std::uint64_t seq = pushTracked(nullptr);
         completeSlot(seq, *cached);

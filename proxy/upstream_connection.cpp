@@ -7,6 +7,7 @@
 #include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/asio/write.hpp>
 
+#include "proxy/batch_clock.hpp"
 #include "proxy/resp/reply_reader.hpp"
 
 namespace keygate::proxy {
@@ -210,6 +211,7 @@ void UpstreamConnection::onRead(const boost::system::error_code& ec, std::size_t
   in_.commit(n);
   // Keep this connection alive while sinks run: a sink may close it.
   auto self = shared_from_this();
+  const BatchClock::Scope batch;  // the replies of one read complete at one clock read
   while (!in_.empty()) {
     auto result = scanner_.scan(in_.readable());
     if (result.status == resp::ScanStatus::kIncomplete) break;
