@@ -441,22 +441,6 @@ TEST_CASE("reply scanner: mutated replies give the same result however they are 
       "-ERR wrong\r\n$0\r\n\r\n",
   };
   const std::string bytes = "\r\n0123456789-+$*:%|_#x \0"s;
-  std::mt19937 rng(2424);
-  for (int i = 0; i < 600; ++i) {
-    std::string s = bases[rng() % bases.size()];
-    const std::size_t at = rng() % s.size();
-    switch (rng() % 3) {
-      case 0:
-        s[at] = bytes[rng() % bytes.size()];
-        break;
-      case 1:
-        s.erase(at, 1);
-        break;
-      default:
-        s.insert(at, 1, bytes[rng() % bytes.size()]);
-        break;
-    }
-    INFO("input " << i << ": " << s);
-    checkSplitInvariance(s);
-  }
+  keygate::resp::test::forEachMutation(bases, bytes, 2424, 600,
+                                       [](const std::string& s) { checkSplitInvariance(s); });
 }
