@@ -472,9 +472,21 @@ class RedisCluster:
                     info = parse_info(_text(c.call("CLUSTER", "INFO"), "CLUSTER INFO"))
                     view = parse_cluster_nodes(_text(c.call("CLUSTER", "NODES"), "CLUSTER NODES"))
                     repl = parse_info(_text(c.call("INFO", "replication"), "INFO"))
+                    slots = c.call("CLUSTER", "SLOTS")
             except (OSError, ConnectionError, h.ProtocolViolation, AssertionError) as exc:
                 problems.append(f"{n.name}: {exc!r}")
                 continue
+            # What clients (and keygate's topology fetch) read: CLUSTER SLOTS leaves out a
+            # replica until the node has heard it is in sync, some gossip after CLUSTER NODES
+            # already lists it (a restarted master that rejoined as a replica).
+            if not isinstance(slots, list):
+                problems.append(f"{n.name}: CLUSTER SLOTS answered {slots!r}")
+            else:
+                for entry in slots:
+                    if isinstance(entry, list) and len(entry) - 3 != self.replicas_per_master:
+                        problems.append(f"{n.name}: CLUSTER SLOTS lists {len(entry) - 3} "
+                                        f"replicas for slots {entry[0]}-{entry[1]} "
+                                        f"(want {self.replicas_per_master})")
             for k, want in (("cluster_state", "ok"), ("cluster_slots_assigned", str(SLOTS)),
                             ("cluster_slots_ok", str(SLOTS)),
                             ("cluster_known_nodes", str(total))):
