@@ -37,14 +37,13 @@ for well under a second in 3 is never flagged PFAIL/FAIL, so no failover interfe
 import os
 import signal
 import sys
-import threading
 import time
 from contextlib import contextmanager
 from typing import Dict, List, Set
 
 import cluster_harness as ch
 import keygate_harness as h
-from test_near_cache import commandstat_calls, metric_sum
+from test_near_cache import commandstat_calls, get_at_once, metric_sum
 
 # --------------------------------------------------------------------------------------------
 # Registry (the style of test_near_cache.py)
@@ -383,29 +382,10 @@ class ClusterNearCacheTest(ch.KeygateClusterTestCase):
             self.assertEqual(conn.call("PING"), "PONG")
         self.assertEqual(d.call("CONFIG", "RESETSTAT"), "OK")
         coalesced0 = self.m(COALESCED, pattern=P_COAL)
-        replies: List[object] = [None] * N_COALESCE
-        errors: List[str] = []
-        sent = threading.Semaphore(0)
-
-        def worker(i: int) -> None:
-            try:
-                conns[i].send("GET", key)
-                sent.release()
-                replies[i] = conns[i].read()
-            except Exception as exc:  # reported below
-                errors.append(f"connection {i}: {exc!r}")
-                sent.release()
-
-        threads = [threading.Thread(target=worker, args=(i,), daemon=True)
-                   for i in range(N_COALESCE)]
         got: List[float] = [0.0]
-        joined_ok = False
-        with self.paused(owner):
-            for t in threads:
-                t.start()
-            for _ in range(N_COALESCE):
-                self.assertTrue(sent.acquire(timeout=h.scaled(5)), "GET not sent")
+        joined_ok = [False]
 
+        def all_joined() -> None:
             def joined() -> bool:
                 got[0] = self.m(COALESCED, pattern=P_COAL) - coalesced0
                 return got[0] >= N_COALESCE - 1
@@ -413,14 +393,12 @@ class ClusterNearCacheTest(ch.KeygateClusterTestCase):
             try:
                 h.wait_until(joined, h.scaled(3),
                              message=f"{COALESCED}{{pattern={P_COAL!r}}} +{N_COALESCE - 1}")
-                joined_ok = True
+                joined_ok[0] = True
             except AssertionError:
                 pass
-        for t in threads:
-            t.join(timeout=h.scaled(15))
-        self.assertFalse([t for t in threads if t.is_alive()], "GETs not answered")
-        self.assertFalse(errors, errors)
-        self.assertTrue(joined_ok, f"{COALESCED} rose by {got[0]:.0f} while {N_COALESCE} "
+
+        replies = get_at_once(self, conns, key, self.paused(owner), all_joined)
+        self.assertTrue(joined_ok[0], f"{COALESCED} rose by {got[0]:.0f} while {N_COALESCE} "
                                    f"identical GETs waited on the stopped master "
                                    f"{owner.address}, not {N_COALESCE - 1}")
         self.assertEqual(replies, [b"shared value"] * N_COALESCE)

@@ -143,6 +143,53 @@ ERROR_LINE = re.compile(
 # --------------------------------------------------------------------------------------------
 
 
+def registry_keygate_args(cls) -> List[str]:
+    """Writes registry() into a directory removed with test class `cls`, gives `cls` an admin
+    port, and returns keygate's arguments: `--threads 1`, that admin port, the registry."""
+    import shutil
+    import tempfile
+    cls.regdir = tempfile.mkdtemp(prefix=f"keygate-it-{cls.__name__}-registry-")
+    cls.addClassCleanup(shutil.rmtree, cls.regdir, True)
+    path = os.path.join(cls.regdir, "registry.yaml")
+    with open(path, "w") as f:
+        f.write(registry())
+    cls.admin_port = h.free_port()
+    return ["--threads", "1", "--admin", f"{h.HOST}:{cls.admin_port}", "--registry", path]
+
+
+def get_at_once(test, conns: List[h.RespConnection], key: str, paused,
+                on_sent: Callable[[], None]) -> List[object]:
+    """Every connection in `conns` GETs `key` at once inside `paused` (a context manager that
+    keeps Redis stopped); `on_sent()` runs, still inside it, once every GET was written. Fails
+    `test` on a connection error or an unanswered GET; returns the replies in `conns` order."""
+    replies: List[object] = [None] * len(conns)
+    errors: List[str] = []
+    sent = threading.Semaphore(0)
+
+    def worker(i: int) -> None:
+        try:
+            conns[i].send("GET", key)
+            sent.release()
+            replies[i] = conns[i].read()
+        except Exception as exc:  # reported below
+            errors.append(f"connection {i}: {exc!r}")
+            sent.release()
+
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True)
+               for i in range(len(conns))]
+    with paused:
+        for t in threads:
+            t.start()
+        for _ in conns:
+            test.assertTrue(sent.acquire(timeout=h.scaled(5)), "GET not sent")
+        on_sent()
+    for t in threads:
+        t.join(timeout=h.scaled(15))
+    test.assertFalse([t for t in threads if t.is_alive()], "GETs not answered")
+    test.assertFalse(errors, errors)
+    return replies
+
+
 def metric_sum(admin_port: int, name: str, **labels: str) -> float:
     """The sum of every sample of `name` whose labels include `labels` (absent: 0)."""
     total = 0.0
@@ -416,16 +463,7 @@ class NearCacheTest(NearCacheChecks, h.KeygateTestCase):
 
     @classmethod
     def setUpClass(cls) -> None:
-        import shutil
-        import tempfile
-        cls.regdir = tempfile.mkdtemp(prefix=f"keygate-it-{cls.__name__}-registry-")
-        cls.addClassCleanup(shutil.rmtree, cls.regdir, True)
-        path = os.path.join(cls.regdir, "registry.yaml")
-        with open(path, "w") as f:
-            f.write(registry())
-        cls.admin_port = h.free_port()
-        cls.keygate_args = ["--threads", "1", "--admin", f"{h.HOST}:{cls.admin_port}",
-                            "--registry", path]
+        cls.keygate_args = registry_keygate_args(cls)
         super().setUpClass()
 
     # -- 1. hits
@@ -804,16 +842,7 @@ class PausedRedisTest(NearCacheChecks, h.KeygateTestCase):
 
     @classmethod
     def setUpClass(cls) -> None:
-        import shutil
-        import tempfile
-        cls.regdir = tempfile.mkdtemp(prefix=f"keygate-it-{cls.__name__}-registry-")
-        cls.addClassCleanup(shutil.rmtree, cls.regdir, True)
-        path = os.path.join(cls.regdir, "registry.yaml")
-        with open(path, "w") as f:
-            f.write(registry())
-        cls.admin_port = h.free_port()
-        cls.keygate_args = ["--threads", "1", "--admin", f"{h.HOST}:{cls.admin_port}",
-                            "--registry", path]
+        cls.keygate_args = registry_keygate_args(cls)
         super().setUpClass()
 
     def setUp(self) -> None:
@@ -838,31 +867,7 @@ class PausedRedisTest(NearCacheChecks, h.KeygateTestCase):
         for conn in conns:
             self.assertEqual(conn.call("PING"), "PONG")
         d = self.resetstat()
-        replies: List[object] = [None] * self.N
-        errors: List[str] = []
-        sent = threading.Semaphore(0)
-
-        def worker(i: int) -> None:
-            try:
-                conns[i].send("GET", key)
-                sent.release()
-                replies[i] = conns[i].read()
-            except Exception as exc:  # reported below
-                errors.append(f"connection {i}: {exc!r}")
-                sent.release()
-
-        threads = [threading.Thread(target=worker, args=(i,), daemon=True)
-                   for i in range(self.N)]
-        with self.paused():
-            for t in threads:
-                t.start()
-            for _ in range(self.N):
-                self.assertTrue(sent.acquire(timeout=h.scaled(5)), "GET not sent")
-            on_sent()
-        for t in threads:
-            t.join(timeout=h.scaled(15))
-        self.assertFalse([t for t in threads if t.is_alive()], "GETs not answered")
-        self.assertFalse(errors, errors)
+        replies = get_at_once(self, conns, key, self.paused(), on_sent)
         return replies, commandstat_calls(d, "get")
 
     # -- 4. coalescing
