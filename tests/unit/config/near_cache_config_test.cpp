@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "config/registry.hpp"
-#include "tests/unit/config/load_checks.hpp"
+#include "tests/unit/config/registry_checks.hpp"
 
 using Catch::Matchers::Contains;
 using Catch::Matchers::StartsWith;
@@ -21,17 +21,9 @@ using std::chrono::seconds;
 
 namespace {
 
-RegistryLoadResult load(const std::string& yaml) {
-  return loadRegistryText(yaml, "r.yaml");
-}
-
-std::string dump(const RegistryLoadResult& r) {
-  return testing::dumpErrors(r);
-}
-
-ConfigError onlyError(const std::string& yaml, int line, int column, const std::string& path) {
-  return testing::expectOnlyError(load, "r.yaml", yaml, line, column, path);
-}
+constexpr auto load = &testing::loadRegistry;
+constexpr auto dump = &testing::dumpErrors<RegistryLoadResult>;
+constexpr auto onlyError = &testing::onlyRegistryError;
 
 // `patterns:` and a valid cache pattern with a TTL policy, lines 1 to 6; the next line is
 // line 7, a key of the entry at column 5.

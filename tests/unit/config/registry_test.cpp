@@ -12,7 +12,7 @@
 #include <iterator>
 #include <sstream>
 
-#include "tests/unit/config/load_checks.hpp"
+#include "tests/unit/config/registry_checks.hpp"
 
 using Catch::Matchers::Contains;
 using Catch::Matchers::StartsWith;
@@ -24,18 +24,9 @@ using std::chrono::seconds;
 
 namespace {
 
-RegistryLoadResult load(const std::string& yaml) {
-  return loadRegistryText(yaml, "r.yaml");
-}
-
-std::string dump(const RegistryLoadResult& r) {
-  return testing::dumpErrors(r);
-}
-
-// Loads `yaml` and expects exactly one error at `line`:`column` on `path`.
-ConfigError onlyError(const std::string& yaml, int line, int column, const std::string& path) {
-  return testing::expectOnlyError(load, "r.yaml", yaml, line, column, path);
-}
+constexpr auto load = &testing::loadRegistry;
+constexpr auto dump = &testing::dumpErrors<RegistryLoadResult>;
+constexpr auto onlyError = &testing::onlyRegistryError;
 
 // A valid cache pattern entry, indented as a list item under `patterns:`; four lines.
 const std::string kEntry =
