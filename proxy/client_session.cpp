@@ -1933,11 +1933,7 @@ void ClientSession::flushOutput() {
       if (n == out_.size()) {
         out_.clear();
         if (out_.capacity() > kIdleBufferKeep) std::string().swap(out_);
-        if (closing_) {
-          finishIfDone();
-        } else {
-          maybeResume();
-        }
+        outputWritten();
         return;
       }
       out_.erase(0, n);
@@ -1963,10 +1959,14 @@ void ClientSession::onWritten(const boost::system::error_code& ec) {
   if (writing_.capacity() > kIdleBufferKeep) std::string().swap(writing_);
   if (out_.capacity() > kIdleBufferKeep && out_.empty()) std::string().swap(out_);
   flushOutput();
+  outputWritten();
+}
+
+void ClientSession::outputWritten() {
   if (closing_) {
     finishIfDone();
   } else {
-    maybeResume();
+    maybeResume();  // output below the bound again: reading may go on
   }
 }
 

@@ -292,6 +292,8 @@ class ClientSession final : public ReplySink,
   void replyError(std::string_view message);
   void appendOut(std::string_view bytes);
   void onWritten(const boost::system::error_code& ec);
+  // After a write completed (at once or asynchronously): finish closing, or resume reading.
+  void outputWritten();
   std::size_t outputBytes() const { return out_.size() + writing_.size() + storedBytes_; }
   void finishIfDone();
   std::string rewriteInfoReply(std::string_view frame) const;
