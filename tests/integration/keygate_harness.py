@@ -20,6 +20,7 @@ automatically to 2 when keygate is built with sanitizers).
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import os
 import random
@@ -141,17 +142,34 @@ def wait_until(condition: Callable[[], object], timeout: float, interval: float 
 # may be binding at the same moment.
 _PORT_LOW, _PORT_HIGH = 25000, 32000
 _rng = random.Random(os.getpid() ^ int(time.time() * 1000))
+# Ports this process handed out most recently. A caller often asks for two ports before it binds
+# either (keygate's listen and admin ports): both are free at the time, so without this memory
+# the second call can return the first port again and the two listeners collide.
+_RECENT_LIMIT = 2000
+_recent: "collections.deque[int]" = collections.deque()
+_recent_set: set = set()
+
+
+def _remember(port: int) -> int:
+    _recent.append(port)
+    _recent_set.add(port)
+    if len(_recent) > _RECENT_LIMIT:
+        _recent_set.discard(_recent.popleft())
+    return port
 
 
 def free_port() -> int:
+    """A port free now and not handed out by this process among its last _RECENT_LIMIT calls."""
     for _ in range(200):
         port = _rng.randrange(_PORT_LOW, _PORT_HIGH)
+        if port in _recent_set:
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             try:
                 s.bind((HOST, port))
             except OSError:
                 continue
-            return port
+            return _remember(port)
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((HOST, 0))
         return s.getsockname()[1]
