@@ -166,6 +166,7 @@ ClientSession::ClientSession(Worker& worker, asio::ip::tcp::socket socket, std::
 
 ClientSession::~ClientSession() {
   if (dedicated_) dedicated_->setOwner(nullptr);
+  if (poller_ != nullptr) poller_->remove(pollToken_, socket_.native_handle());
 }
 
 void ClientSession::start() {
@@ -190,6 +191,9 @@ void ClientSession::start() {
         });
     return;
   }
+  poller_ = &ReadinessPoller::of(worker_.io());
+  pollToken_ = poller_->add(socket_.native_handle(), *this);
+  if (pollToken_ == 0) poller_ = nullptr;
   startRead();
 }
 
@@ -198,12 +202,44 @@ void ClientSession::start() {
 
 void ClientSession::startRead() {
   if (reading_ || closing_ || closed_ || paused_ || handshaking_) return;
+  if (poller_ == nullptr) {  // TLS
+    reading_ = true;
+    auto span = in_.prepare(kReadChunk);
+    stream_.readSome(asio::buffer(span.data(), span.size()),
+                     [self = shared_from_this()](const boost::system::error_code& ec,
+                                                 std::size_t n) { self->onRead(ec, n); });
+    return;
+  }
+  if (!readable_) return;  // the poller calls onReadable() when the next bytes arrive
+  // The last read filled the buffer, or reading resumes after a pause: there may be more. Read
+  // on a turn of its own, so that one busy client cannot starve the others.
   reading_ = true;
+  asio::post(worker_.io(), [self = shared_from_this()] { self->readNow(); });
+}
+
+void ClientSession::onReadable() {
+  readable_ = true;
+  if (reading_ || closing_ || closed_ || paused_ || handshaking_) return;
+  auto self = shared_from_this();  // reading may close us
+  reading_ = true;
+  readNow();
+}
+
+void ClientSession::readNow() {
+  if (closed_ || closing_ || paused_) {
+    reading_ = false;
+    return;
+  }
   auto span = in_.prepare(kReadChunk);
-  stream_.readSome(asio::buffer(span.data(), span.size()),
-                   [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
-                     self->onRead(ec, n);
-                   });
+  boost::system::error_code ec;
+  bool drained = false;
+  const std::size_t n = stream_.readNow(asio::buffer(span.data(), span.size()), ec, drained);
+  if (drained) readable_ = false;
+  if (ec == asio::error::would_block) {
+    reading_ = false;
+    return;
+  }
+  onRead(ec, n);
 }
 
 void ClientSession::onRead(const boost::system::error_code& ec, std::size_t n) {
@@ -1995,6 +2031,10 @@ void ClientSession::beginDrain() {
 void ClientSession::close() {
   if (closed_) return;
   closed_ = true;
+  if (poller_ != nullptr) {
+    poller_->remove(pollToken_, socket_.native_handle());
+    poller_ = nullptr;
+  }
   boost::system::error_code ignored;
   socket_.close(ignored);
   std::vector<std::uint64_t> led;

@@ -34,6 +34,7 @@
 #include "proxy/commands/command_table.hpp"
 #include "proxy/deadline_queue.hpp"
 #include "proxy/node_health.hpp"
+#include "proxy/readiness_poller.hpp"
 #include "proxy/resp/reply_writer.hpp"
 #include "proxy/resp/request_parser.hpp"
 #include "proxy/slot_map.hpp"
@@ -47,6 +48,7 @@ struct EndpointRuntime;
 
 class ClientSession final : public ReplySink,
                             public DeadlineTarget,
+                            public ReadinessPoller::Reader,
                             public std::enable_shared_from_this<ClientSession> {
  public:
   ClientSession(Worker& worker, asio::ip::tcp::socket socket, std::uint64_t id);
@@ -65,6 +67,7 @@ class ClientSession final : public ReplySink,
   void onReply(std::uint64_t tag, std::string_view frame) override;
   void onFailure(std::uint64_t tag, std::string_view reason) override;
   bool onDeadline(std::uint64_t tag) override;
+  void onReadable() override;
 
   std::uint64_t id() const { return id_; }
 
@@ -202,6 +205,7 @@ class ClientSession final : public ReplySink,
 
   // reading and parsing
   void startRead();
+  void readNow();
   void onRead(const boost::system::error_code& ec, std::size_t n);
   void processInput();
   bool mustPause() const;
@@ -361,7 +365,12 @@ class ClientSession final : public ReplySink,
   std::string out_;
   std::string writing_;
   bool writeInFlight_ = false;
-  bool reading_ = false;
+  bool reading_ = false;  // a read is posted or in flight
+  // Plain TCP: the worker's poller watches the socket (pollToken_), and readable_ says whether
+  // it may hold data; when it does not, the next read waits for the poller's onReadable().
+  ReadinessPoller* poller_ = nullptr;
+  ReadinessPoller::Token pollToken_ = 0;
+  bool readable_ = true;
   bool paused_ = false;
   bool processing_ = false;
   bool closing_ = false;  // no more requests; close when all replies are written

@@ -4,10 +4,13 @@
 // context for every connection to Redis (upstream.tls), one server context for the listener
 // (tls). Errors come back as text for the start-up log; nothing here throws.
 
+#include <sys/socket.h>
+
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/write.hpp>
+#include <cerrno>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -55,6 +58,33 @@ class SocketStream {
     } else {
       asio::async_write(socket_, buffer, std::forward<Handler>(handler));
     }
+  }
+
+  bool plain() const { return !tls_; }
+
+  // Plain TCP: reads what the kernel holds now, without waiting (MSG_DONTWAIT, whatever the
+  // socket's mode) and without an asynchronous operation; see ReadinessPoller for why.
+  // `drained` is set when the read left the receive queue empty (a short read, or nothing to
+  // read: then `ec` is would_block), so that only an edge-triggered readiness event can say
+  // there is more. End of stream is `ec` = eof, as async_read_some reports it; an interrupted
+  // call reads nothing and leaves `ec` clear and `drained` unset.
+  std::size_t readNow(asio::mutable_buffer buffer, boost::system::error_code& ec, bool& drained) {
+    drained = false;
+    ec.clear();
+    const ssize_t n = ::recv(socket_.native_handle(), buffer.data(), buffer.size(), MSG_DONTWAIT);
+    if (n > 0) {
+      drained = static_cast<std::size_t>(n) < buffer.size();
+      return static_cast<std::size_t>(n);
+    }
+    if (n == 0) {
+      ec = asio::error::eof;
+    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      drained = true;
+      ec = asio::error::would_block;
+    } else if (errno != EINTR) {
+      ec.assign(errno, boost::system::system_category());
+    }
+    return 0;
   }
 
   // Plain TCP on a socket in non-blocking mode: sends what the kernel takes now, without an

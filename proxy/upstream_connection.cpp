@@ -32,7 +32,15 @@ UpstreamConnection::UpstreamConnection(asio::io_context& io, const UpstreamSetti
       resolver_(io),
       scanner_(settings.limits) {}
 
-UpstreamConnection::~UpstreamConnection() = default;
+UpstreamConnection::~UpstreamConnection() {
+  stopPolling();
+}
+
+void UpstreamConnection::stopPolling() {
+  if (poller_ == nullptr) return;
+  poller_->remove(pollToken_, socket_.native_handle());
+  poller_ = nullptr;
+}
 
 void UpstreamConnection::start(StateCallback onState) {
   onState_ = std::move(onState);
@@ -130,6 +138,11 @@ void UpstreamConnection::onConnected(const boost::system::error_code& ec) {
 
 void UpstreamConnection::onTransportReady() {
   connected_ = true;
+  if (stream_.plain()) {
+    poller_ = &ReadinessPoller::of(io_);
+    pollToken_ = poller_->add(socket_.native_handle(), *this);
+    if (pollToken_ == 0) poller_ = nullptr;
+  }
   startRead();
   flush();
 }
@@ -186,17 +199,48 @@ std::size_t UpstreamConnection::idleKeep() const {
   return kind_ == Kind::kShared ? kSharedBufferKeep : kDedicatedBufferKeep;
 }
 
-void UpstreamConnection::startRead() {
+asio::mutable_buffer UpstreamConnection::prepareRead() {
   std::size_t want = readChunk_;
   if (scanner_.bytesWanted() > in_.size()) {
     want = std::max(want, scanner_.bytesWanted() - in_.size());
   }
   auto span = in_.prepare(want);
   lastReadSize_ = span.size();
-  auto onRead = [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
-    self->onRead(ec, n);
-  };
-  stream_.readSome(asio::buffer(span.data(), span.size()), std::move(onRead));
+  return asio::buffer(span.data(), span.size());
+}
+
+void UpstreamConnection::startRead() {
+  if (poller_ == nullptr) {  // TLS
+    auto onRead = [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
+      self->onRead(ec, n);
+    };
+    stream_.readSome(prepareRead(), std::move(onRead));
+    return;
+  }
+  if (!readable_ || readPosted_) return;  // else the poller calls onReadable()
+  // The last read filled the buffer: Redis may have more queued. Read on a turn of its own.
+  readPosted_ = true;
+  asio::post(io_, [self = shared_from_this()] {
+    self->readPosted_ = false;
+    self->readNow();
+  });
+}
+
+void UpstreamConnection::onReadable() {
+  readable_ = true;
+  if (readPosted_ || state_ == State::kFailed) return;
+  auto self = shared_from_this();  // a sink told of a reply may drop its last reference to us
+  readNow();
+}
+
+void UpstreamConnection::readNow() {
+  if (state_ == State::kFailed) return;
+  boost::system::error_code ec;
+  bool drained = false;
+  const std::size_t n = stream_.readNow(prepareRead(), ec, drained);
+  if (drained) readable_ = false;
+  if (ec == asio::error::would_block) return;
+  onRead(ec, n);
 }
 
 void UpstreamConnection::onRead(const boost::system::error_code& ec, std::size_t n) {
@@ -307,6 +351,7 @@ void UpstreamConnection::fail(std::string_view reason) {
   boost::system::error_code ignored;
   connectTimer_.cancel();
   resolver_.cancel();
+  stopPolling();
   socket_.close(ignored);
   if (wasReady) {
     WorkerStats::add(stats_.upstreamDisconnects);

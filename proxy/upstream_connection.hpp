@@ -23,6 +23,7 @@
 #include <string_view>
 
 #include "proxy/byte_buffer.hpp"
+#include "proxy/readiness_poller.hpp"
 #include "proxy/resp/limits.hpp"
 #include "proxy/resp/reply_scanner.hpp"
 #include "proxy/resp/reply_writer.hpp"
@@ -73,7 +74,8 @@ struct UpstreamSettings {
 // connections and requests may point at it.
 struct NodeHealth;
 
-class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnection> {
+class UpstreamConnection final : public ReadinessPoller::Reader,
+                                 public std::enable_shared_from_this<UpstreamConnection> {
  public:
   enum class Kind : std::uint8_t { kShared, kDedicated };
   enum class State : std::uint8_t { kConnecting, kReady, kFailed };
@@ -133,6 +135,10 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
   void onConnected(const boost::system::error_code& ec);
   void onTransportReady();
   void startRead();
+  asio::mutable_buffer prepareRead();
+  void readNow();
+  void onReadable() override;
+  void stopPolling();
   std::size_t idleKeep() const;
   void onRead(const boost::system::error_code& ec, std::size_t n);
   void dispatch(std::string_view frame);
@@ -164,6 +170,11 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
   ByteBuffer in_;
   std::size_t readChunk_ = 16 * 1024;
   std::size_t lastReadSize_ = 0;
+  // Plain TCP: read when the io_context's poller says so (see ClientSession).
+  ReadinessPoller* poller_ = nullptr;
+  ReadinessPoller::Token pollToken_ = 0;
+  bool readable_ = true;
+  bool readPosted_ = false;
   resp::ReplyScanner scanner_;
   std::deque<Inflight> fifo_;
   std::deque<HandshakeStep> handshake_;  // replies still expected, in order
