@@ -37,6 +37,9 @@
 #   CLIENT_THREADS [cluster: 1]  redis-benchmark --threads for every target (empty: none, so
 #                         --cluster uses one thread per master and plain runs none)
 #   KEYGATE               keygate binary [build-release/proxy/keygate, else build-bench/...]
+#   KEYGATE_BASE          a second keygate binary for A/B within one run: any keygate target
+#                         name with @base appended (keygate-t1@base, keygate-t1-near@base) runs
+#                         it, e.g. TARGETS="direct keygate-t1 keygate-t1@base"
 #   KEYGATE_ARGS          extra keygate arguments, e.g. "--config config/example.yaml"
 #   POLICIES [0]          1: keygate enforces a registry with every policy on (issue 4): the
 #                         example's patterns + POLICIES_GENERATED generated ones + key:<n:int>
@@ -129,8 +132,8 @@ if [[ $MODE == hotkey ]]; then
     declare -A VARIANT THREADS PORT PID ADMIN DEAD CHECKED
     for t in $TARGETS; do
         if [[ $t == direct ]]; then continue; fi
-        [[ $t =~ ^keygate-t([0-9]+)(-near|-plain)?$ ]] ||
-            bench_die "unknown target '$t' for MODE=hotkey (direct, keygate-tN, keygate-tN-near, keygate-tN-plain)"
+        [[ $t =~ ^keygate-t([0-9]+)(-near|-plain)?(@base)?$ ]] ||
+            bench_die "unknown target '$t' for MODE=hotkey (direct, keygate-tN, keygate-tN-near, keygate-tN-plain; each also with @base)"
         THREADS[$t]=${BASH_REMATCH[1]}
         case ${BASH_REMATCH[2]} in -near) VARIANT[$t]=near ;; -plain) VARIANT[$t]=plain ;; *) VARIANT[$t]=coalesce ;; esac
         v=${VARIANT[$t]}
@@ -415,7 +418,7 @@ for t in $TARGETS; do
             PORT[$t]=$NC_PORT PID[$t]=$NC_PID ;;
         # keygate-t1-notrack / keygate-t2-notrack: the same with observability.keyTracking off
         # (a --config file that says only that), to price key tracking within one run.
-        *:keygate-t[12]-notrack)
+        *:keygate-t[12]-notrack | *:keygate-t[12]-notrack@base)
             [[ $MODE == standalone ]] || bench_die "$t: MODE=standalone only"
             [[ " ${KEYGATE_ARGS:-} " != *" --config "* ]] || bench_die "$t adds its own --config; KEYGATE_ARGS has one"
             printf 'observability:\n  keyTracking: false\n' >"$BENCH_TMP/notrack.yaml"
@@ -423,13 +426,13 @@ for t in $TARGETS; do
                 bench_start_keygate "$t" "${t:9:1}" "$REDIS_PORT"
             PORT[$t]=$KG_PORT PID[$t]=$KG_PID ADMIN[$t]=$KG_ADMIN_PORT ;;
         standalone:keygate-t*)
-            bench_start_keygate "$t" "${t#keygate-t}" "$REDIS_PORT"
+            bench_start_keygate "$t" "$(bench_threads_of "$t")" "$REDIS_PORT"
             PORT[$t]=$KG_PORT PID[$t]=$KG_PID ADMIN[$t]=$KG_ADMIN_PORT ;;
         # redis-benchmark --cluster connects to every master itself; PID is the first master's
         # (liveness only: no proxy CPU is reported for the baseline).
         cluster:cluster-direct) PORT[$t]=$REDIS_PORT PID[$t]=$REDIS_PID ;;
         cluster:keygate-t*)
-            bench_start_keygate_cluster "$t" "${t#keygate-t}"
+            bench_start_keygate_cluster "$t" "$(bench_threads_of "$t")"
             PORT[$t]=$KG_PORT PID[$t]=$KG_PID ADMIN[$t]=$KG_ADMIN_PORT ;;
         *) bench_die "unknown target '$t' for MODE=$MODE" ;;
     esac
@@ -597,7 +600,8 @@ for k in sorted(rng.sample(range(n), min(1000, n))): print("PTTL key:%012d" % k)
     for t in $TARGETS; do
         [[ $t == keygate-t* && -z ${DEAD[$t]:-} ]] || continue
         probe_n=${t:9:1}
-        [[ $t == *-notrack ]] && probe_n=$((probe_n + 2))
+        [[ $t == *-notrack* ]] && probe_n=$((probe_n + 2))
+        [[ $t == *@base ]] && probe_n=$((probe_n + 4))
         probe="key:$(printf '%012d' $((999999999000 + probe_n)))"
         r_set=$(timeout 10 redis-cli -h 127.0.0.1 -p "${PORT[$t]}" SET "$probe" v 2>&1 | tr -d '\r')
         r_ttl=$(timeout 10 "${cli[@]}" PTTL "$probe" 2>&1 | tr -d '\r')

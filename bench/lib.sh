@@ -159,13 +159,25 @@ bench_keygate_bin() {
     return 1
 }
 
+# bench_threads_of TARGET: N of keygate-tN, keygate-tN@base (dies on anything else).
+bench_threads_of() {
+    [[ $1 =~ ^keygate-t([0-9]+)(@base)?$ ]] || bench_die "unknown target '$1'"
+    echo "${BASH_REMATCH[1]}"
+}
+
 # bench_start_keygate NAME THREADS UPSTREAM_PORT -> sets KG_PORT, KG_PID, KG_ADMIN_PORT (empty
 # for a binary without --admin)
 # Extra arguments from $KEYGATE_ARGS (e.g. "--config config/example.yaml").
 # With BENCH_KG_UPSTREAM_ARGS set, those replace "--upstream 127.0.0.1:UPSTREAM_PORT".
 bench_start_keygate() {
     local name=$1 threads=$2 upstream=$3 bin dir=$BENCH_TMP/$1
-    bin=$(bench_keygate_bin) || bench_die "no keygate binary (set KEYGATE=...)"
+    # A target named ...@base runs $KEYGATE_BASE: another build, A/B in the same run.
+    if [[ $name == *@base ]]; then
+        bin=${KEYGATE_BASE:-}
+        [[ -n $bin && -x $bin ]] || bench_die "$name: set KEYGATE_BASE to an executable keygate"
+    else
+        bin=$(bench_keygate_bin) || bench_die "no keygate binary (set KEYGATE=...)"
+    fi
     mkdir -p "$dir"
     KG_PORT=$(bench_free_port)
     local args=(--listen "127.0.0.1:$KG_PORT")
