@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <array>
-#include <atomic>
 #include <cerrno>
 #include <cmath>
 #include <cstdint>
@@ -10,6 +9,8 @@
 #include <cstring>
 #include <limits>
 #include <vector>
+
+#include "proxy/commands/per_row.hpp"
 
 // Each rule below was checked against redis-server 7.0 for a key that does not exist, in RESP2
 // and RESP3. Where Redis parses arguments before it looks the key up (LRANGE's indexes, LPOS's
@@ -185,39 +186,6 @@ std::uint8_t rowRule(const commands::CommandInfo& info) {
     return kClosed;
   }
   return static_cast<std::uint8_t>(entry->rule);
-}
-
-// rowRule of every row of the Redis 7.0 table (every request's), by row position, built once
-// with the table's bounds: a lookup is a range check and one load, instead of a binary search
-// over names (callgrind: ~380 instructions per SET) or a call to CommandTable::redis70().
-struct RuleByRow {
-  std::uintptr_t begin = 0;
-  std::size_t size = 0;
-  std::vector<std::uint8_t> rule;
-};
-
-// The table once built; null before the first lookup. Checked with a plain load instead of a
-// function-local static, whose guarded initialisation makes the compiler save registers on the
-// fast path too.
-std::atomic<const RuleByRow*> gRuleByRow{nullptr};
-
-[[gnu::noinline, gnu::cold]] const RuleByRow* buildRuleByRow() {
-  static const RuleByRow table = [] {
-    const auto rows = commands::CommandTable::redis70().all();
-    RuleByRow t{reinterpret_cast<std::uintptr_t>(rows.data()), rows.size(),
-                std::vector<std::uint8_t>(rows.size(), kClosed)};
-    for (std::size_t i = 0; i < rows.size(); ++i)
-      t.rule[i] = rowRule(rows[i]);
-    return t;
-  }();
-  gRuleByRow.store(&table, std::memory_order_release);
-  return &table;
-}
-
-// Position of `info` in the Redis 7.0 table; past the end (>= byRow.size) for any other row
-// (a subcommand, a test's own row: the unsigned distance of a row before the table wraps too).
-std::size_t rowIndex(const RuleByRow& byRow, const commands::CommandInfo& info) {
-  return (reinterpret_cast<std::uintptr_t>(&info) - byRow.begin) / sizeof(commands::CommandInfo);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -834,32 +802,12 @@ MissReply replyOf(std::uint8_t r, const commands::CommandInfo& info, Args argv, 
   return apply(rule, argv);
 }
 
-// The slow paths of missReplyOf, out of line so that its fast path saves no registers: the first
-// request (builds the table) and rows outside the Redis 7.0 table.
-[[gnu::noinline, gnu::cold]] MissReply replyOfFirst(const commands::CommandInfo& info, Args argv,
-                                                    bool cacheWrite) {
-  const RuleByRow* byRow = buildRuleByRow();
-  const std::size_t index = rowIndex(*byRow, info);
-  return replyOf(index < byRow->size ? byRow->rule[index] : rowRule(info), info, argv, cacheWrite);
-}
-
-[[gnu::noinline]] MissReply replyOfOtherRow(const commands::CommandInfo& info, Args argv,
-                                            bool cacheWrite) {
-  return replyOf(rowRule(info), info, argv, cacheWrite);
-}
-
 }  // namespace
 
 MissReply missReplyOf(const commands::CommandInfo& info, std::span<const std::string_view> argv,
                       bool cacheWrite) {
-  // The row's rule: a range check and one load for the rows of the Redis 7.0 table.
-  const RuleByRow* byRow = gRuleByRow.load(std::memory_order_acquire);
-  if (byRow == nullptr) [[unlikely]]
-    return replyOfFirst(info, argv, cacheWrite);
-  const std::size_t index = rowIndex(*byRow, info);
-  if (index >= byRow->size) [[unlikely]]
-    return replyOfOtherRow(info, argv, cacheWrite);
-  return replyOf(byRow->rule[index], info, argv, cacheWrite);
+  // The row's rule: a range check and a load for the rows of the Redis 7.0 table.
+  return replyOf(commands::PerRow<std::uint8_t, &rowRule>::of(info), info, argv, cacheWrite);
 }
 
 void appendMissReply(std::string& out, MissReply reply, resp::Protocol proto) {

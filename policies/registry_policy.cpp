@@ -1,11 +1,11 @@
 #include "policies/registry_policy.hpp"
 
 #include <algorithm>
-#include <atomic>
 #include <charconv>
 #include <cstdint>
 #include <cstdio>
 
+#include "proxy/commands/per_row.hpp"
 #include "proxy/resp/reply_writer.hpp"
 
 namespace keygate::policies {
@@ -130,49 +130,12 @@ CommandTraits traitsByName(std::string_view name) {
   return t;
 }
 
-// The rows of the Redis 7.0 command table (every request's top-level row) with their traits,
-// built once: a request's traits are a range check and one load, not string comparisons.
-struct TableRows {
-  std::uintptr_t begin = 0;
-  std::size_t size = 0;
-  std::vector<CommandTraits> traits;
-};
-
-// The table once built; null before the first lookup. Checked with a plain load instead of a
-// function-local static, whose guarded initialisation makes the compiler save registers on the
-// fast path too.
-std::atomic<const TableRows*> gTableRows{nullptr};
-
-[[gnu::noinline, gnu::cold]] const TableRows& buildTableRows() {
-  static const TableRows table = [] {
-    const auto all = commands::CommandTable::redis70().all();
-    TableRows t{reinterpret_cast<std::uintptr_t>(all.data()), all.size(), {}};
-    t.traits.reserve(all.size());
-    for (const auto& row : all)
-      t.traits.push_back(traitsByName(row.name));
-    return t;
-  }();
-  gTableRows.store(&table, std::memory_order_release);
-  return table;
-}
-
-const TableRows& tableRows() {
-  const TableRows* rows = gTableRows.load(std::memory_order_acquire);
-  if (rows == nullptr) [[unlikely]]
-    return buildTableRows();
-  return *rows;
-}
-
-// Position of `top` in the Redis 7.0 table; past the end (>= tableRows().size) for any other row
-// (the unsigned distance of a row before the table wraps around too).
-std::size_t rowIndex(const TableRows& rows, const commands::CommandInfo& top) {
-  return (reinterpret_cast<std::uintptr_t>(&top) - rows.begin) / sizeof(commands::CommandInfo);
+CommandTraits traitsOfRow(const commands::CommandInfo& row) {
+  return traitsByName(row.name);
 }
 
 CommandTraits traitsOf(const commands::CommandInfo& top) {
-  const TableRows& rows = tableRows();
-  const std::size_t i = rowIndex(rows, top);
-  return i < rows.size ? rows.traits[i] : traitsByName(top.name);
+  return commands::PerRow<CommandTraits, &traitsOfRow>::of(top);
 }
 
 // A TTL as decimal digits in a buffer on the stack (std::to_chars), not a std::string of its own.
@@ -707,7 +670,7 @@ void Decision::clear() {
 
 bool CompiledRegistry::denied(const commands::CommandInfo& info,
                               const commands::CommandInfo& top) const {
-  const std::size_t i = rowIndex(tableRows(), top);
+  const std::size_t i = commands::Redis70Rows::indexOf(top);
   if (i >= deniedTop_.size()) return false;  // not a row of the Redis 7.0 table
   const auto mark = deniedTop_[i];
   if (mark != 2) return mark == 1;

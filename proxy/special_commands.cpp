@@ -1,10 +1,11 @@
 #include "proxy/special_commands.hpp"
 
-#include <atomic>
 #include <cstdint>
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include "proxy/commands/per_row.hpp"
 
 namespace keygate::proxy {
 
@@ -50,47 +51,8 @@ Special classifyByName(const commands::CommandInfo& info) {
 
 }  // namespace
 
-namespace {
-
-// The classification of every row of the Redis 7.0 table, with the table's bounds.
-struct ByRow {
-  std::uintptr_t begin = 0;
-  std::size_t size = 0;
-  std::vector<Special> special;
-};
-
-// The table once built; null before the first lookup. Checked with a plain load instead of a
-// function-local static, whose guarded initialisation makes the compiler save registers on the
-// fast path too.
-std::atomic<const ByRow*> gByRow{nullptr};
-
-[[gnu::noinline, gnu::cold]] const ByRow* buildByRow() {
-  static const ByRow table = [] {
-    const auto rows = commands::CommandTable::redis70().all();
-    ByRow t{reinterpret_cast<std::uintptr_t>(rows.data()), rows.size(),
-            std::vector<Special>(rows.size())};
-    for (std::size_t i = 0; i < rows.size(); ++i)
-      t.special[i] = classifyByName(rows[i]);
-    return t;
-  }();
-  gByRow.store(&table, std::memory_order_release);
-  return &table;
-}
-
-}  // namespace
-
 Special specialOf(const commands::CommandInfo& top) {
-  // Built once from the immutable table: a lookup is a range check and one load (no string
-  // comparisons, no call to CommandTable::redis70() per request).
-  const ByRow* byRow = gByRow.load(std::memory_order_acquire);
-  if (byRow == nullptr) [[unlikely]]
-    byRow = buildByRow();
-  // Unsigned distance: a row outside the table (a subcommand, a test's own CommandInfo) gives an
-  // index past the end, also when it lies before the table.
-  const std::size_t index =
-      (reinterpret_cast<std::uintptr_t>(&top) - byRow->begin) / sizeof(commands::CommandInfo);
-  if (index < byRow->size) return byRow->special[index];
-  return classifyByName(top);
+  return commands::PerRow<Special, &classifyByName>::of(top);
 }
 
 }  // namespace keygate::proxy
