@@ -166,7 +166,6 @@ ClientSession::ClientSession(Worker& worker, asio::ip::tcp::socket socket, std::
 
 ClientSession::~ClientSession() {
   if (dedicated_) dedicated_->setOwner(nullptr);
-  if (poller_ != nullptr) poller_->remove(pollToken_, socket_.native_handle());
 }
 
 void ClientSession::start() {
@@ -191,9 +190,7 @@ void ClientSession::start() {
         });
     return;
   }
-  poller_ = &ReadinessPoller::of(worker_.io());
-  pollToken_ = poller_->add(socket_.native_handle(), *this);
-  if (pollToken_ == 0) poller_ = nullptr;
+  polled_.start(worker_.io(), socket_.native_handle(), *this);
   startRead();
 }
 
@@ -202,7 +199,7 @@ void ClientSession::start() {
 
 void ClientSession::startRead() {
   if (reading_ || closing_ || closed_ || paused_ || handshaking_) return;
-  if (poller_ == nullptr) {  // TLS
+  if (!polled_.active()) {  // TLS
     reading_ = true;
     auto span = in_.prepare(kReadChunk);
     stream_.readSome(asio::buffer(span.data(), span.size()),
@@ -2031,10 +2028,7 @@ void ClientSession::beginDrain() {
 void ClientSession::close() {
   if (closed_) return;
   closed_ = true;
-  if (poller_ != nullptr) {
-    poller_->remove(pollToken_, socket_.native_handle());
-    poller_ = nullptr;
-  }
+  polled_.stop();
   boost::system::error_code ignored;
   socket_.close(ignored);
   std::vector<std::uint64_t> led;

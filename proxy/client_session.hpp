@@ -366,10 +366,9 @@ class ClientSession final : public ReplySink,
   std::string writing_;
   bool writeInFlight_ = false;
   bool reading_ = false;  // a read is posted or in flight
-  // Plain TCP: the worker's poller watches the socket (pollToken_), and readable_ says whether
-  // it may hold data; when it does not, the next read waits for the poller's onReadable().
-  ReadinessPoller* poller_ = nullptr;
-  ReadinessPoller::Token pollToken_ = 0;
+  // Plain TCP: the worker's poller watches the socket (polled_), and readable_ says whether it
+  // may hold data; when it does not, the next read waits for the poller's onReadable().
+  ReadinessPoller::Registration polled_;
   bool readable_ = true;
   bool paused_ = false;
   bool processing_ = false;

@@ -58,12 +58,19 @@ ReadinessPoller::Token ReadinessPoller::add(int fd, Reader& reader) {
   return ev.data.u64;
 }
 
+const ReadinessPoller::Entry* ReadinessPoller::find(Token token) const {
+  const auto index = static_cast<std::uint32_t>((token & 0xffffffffu) - 1);  // 0 -> past the end
+  if (index >= entries_.size()) return nullptr;
+  const Entry& entry = entries_[index];
+  if (entry.reader == nullptr || tokenOf(index, entry.generation) != token) return nullptr;
+  return &entry;
+}
+
 void ReadinessPoller::remove(Token token, int fd) {
-  if (token == 0) return;
-  const auto index = static_cast<std::uint32_t>((token & 0xffffffffu) - 1);
-  if (index >= entries_.size()) return;  // after shutdown()
+  const Entry* found = find(token);
+  if (found == nullptr) return;
+  const auto index = static_cast<std::uint32_t>(found - entries_.data());
   Entry& entry = entries_[index];
-  if (entry.reader == nullptr || tokenOf(index, entry.generation) != token) return;
   if (set_.is_open() && fd >= 0) {
     epoll_event ev{};  // (a non-null event for kernels before 2.6.9)
     ::epoll_ctl(set_.native_handle(), EPOLL_CTL_DEL, fd, &ev);
@@ -98,13 +105,9 @@ void ReadinessPoller::dispatch() {
     const int n = ::epoll_wait(set_.native_handle(), events_.data(), kMaxEvents, 0);
     if (n <= 0) return;  // none, or EINTR: the set stays readable and wakes us again
     for (int i = 0; i < n; ++i) {
-      const Token token = events_[static_cast<std::size_t>(i)].data.u64;
-      const auto index = static_cast<std::uint32_t>((token & 0xffffffffu) - 1);
-      // Re-checked for each event: a reader told earlier in this batch may have removed others.
-      if (index >= entries_.size()) continue;
-      const Entry& entry = entries_[index];
-      if (entry.reader == nullptr || tokenOf(index, entry.generation) != token) continue;
-      entry.reader->onReadable();
+      // Looked up for each event: a reader told earlier in this batch may have removed others.
+      if (const Entry* entry = find(events_[static_cast<std::size_t>(i)].data.u64))
+        entry->reader->onReadable();
     }
     if (n < kMaxEvents) return;
   }

@@ -59,6 +59,37 @@ class ReadinessPoller final : public asio::execution_context::service {
 
   std::size_t watched() const { return live_; }
 
+  // One socket's membership: start() joins the poller of an io_context, stop() (or the
+  // destructor) leaves it. Declare it after the socket it watches, so that it is destroyed
+  // first: the socket's descriptor must still be open when it leaves the set.
+  class Registration {
+   public:
+    Registration() = default;
+    ~Registration() { stop(); }
+    Registration(const Registration&) = delete;
+    Registration& operator=(const Registration&) = delete;
+
+    // False when the socket cannot be watched: the owner reads with Asio's operations then.
+    bool start(asio::io_context& io, int fd, Reader& reader) {
+      poller_ = &ReadinessPoller::of(io);
+      token_ = poller_->add(fd, reader);
+      if (token_ == 0) poller_ = nullptr;
+      fd_ = fd;
+      return active();
+    }
+    void stop() {
+      if (poller_ == nullptr) return;
+      poller_->remove(token_, fd_);
+      poller_ = nullptr;
+    }
+    bool active() const { return poller_ != nullptr; }
+
+   private:
+    ReadinessPoller* poller_ = nullptr;
+    Token token_ = 0;
+    int fd_ = -1;
+  };
+
  private:
   struct Entry {
     Reader* reader = nullptr;
@@ -67,6 +98,8 @@ class ReadinessPoller final : public asio::execution_context::service {
   static constexpr int kMaxEvents = 128;
 
   void shutdown() override;
+  // The live entry `token` names, or null (removed since, or after shutdown()).
+  const Entry* find(Token token) const;
   void arm();
   void dispatch();
 

@@ -32,15 +32,7 @@ UpstreamConnection::UpstreamConnection(asio::io_context& io, const UpstreamSetti
       resolver_(io),
       scanner_(settings.limits) {}
 
-UpstreamConnection::~UpstreamConnection() {
-  stopPolling();
-}
-
-void UpstreamConnection::stopPolling() {
-  if (poller_ == nullptr) return;
-  poller_->remove(pollToken_, socket_.native_handle());
-  poller_ = nullptr;
-}
+UpstreamConnection::~UpstreamConnection() = default;
 
 void UpstreamConnection::start(StateCallback onState) {
   onState_ = std::move(onState);
@@ -138,11 +130,7 @@ void UpstreamConnection::onConnected(const boost::system::error_code& ec) {
 
 void UpstreamConnection::onTransportReady() {
   connected_ = true;
-  if (stream_.plain()) {
-    poller_ = &ReadinessPoller::of(io_);
-    pollToken_ = poller_->add(socket_.native_handle(), *this);
-    if (pollToken_ == 0) poller_ = nullptr;
-  }
+  if (stream_.plain()) polled_.start(io_, socket_.native_handle(), *this);
   startRead();
   flush();
 }
@@ -210,7 +198,7 @@ asio::mutable_buffer UpstreamConnection::prepareRead() {
 }
 
 void UpstreamConnection::startRead() {
-  if (poller_ == nullptr) {  // TLS
+  if (!polled_.active()) {  // TLS
     auto onRead = [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
       self->onRead(ec, n);
     };
@@ -351,7 +339,7 @@ void UpstreamConnection::fail(std::string_view reason) {
   boost::system::error_code ignored;
   connectTimer_.cancel();
   resolver_.cancel();
-  stopPolling();
+  polled_.stop();
   socket_.close(ignored);
   if (wasReady) {
     WorkerStats::add(stats_.upstreamDisconnects);

@@ -138,7 +138,6 @@ class UpstreamConnection final : public ReadinessPoller::Reader,
   asio::mutable_buffer prepareRead();
   void readNow();
   void onReadable() override;
-  void stopPolling();
   std::size_t idleKeep() const;
   void onRead(const boost::system::error_code& ec, std::size_t n);
   void dispatch(std::string_view frame);
@@ -171,8 +170,7 @@ class UpstreamConnection final : public ReadinessPoller::Reader,
   std::size_t readChunk_ = 16 * 1024;
   std::size_t lastReadSize_ = 0;
   // Plain TCP: read when the io_context's poller says so (see ClientSession).
-  ReadinessPoller* poller_ = nullptr;
-  ReadinessPoller::Token pollToken_ = 0;
+  ReadinessPoller::Registration polled_;
   bool readable_ = true;
   bool readPosted_ = false;
   resp::ReplyScanner scanner_;
