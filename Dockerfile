@@ -22,13 +22,15 @@ RUN KEYGATE_BUILD_DIR=/src/build-release KEYGATE_JOBS="$(nproc)" ./scripts/build
 
 FROM debian:12-slim
 # One package per shared library keygate links (ldd: libcrypto/libssl, yaml-cpp, spdlog, fmt,
-# prometheus-cpp core; hiredis and prometheus-cpp pull are not linked), plus the CA bundle.
+# prometheus-cpp core, liburing; hiredis and prometheus-cpp pull are not linked), plus the CA
+# bundle.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       ca-certificates \
       libfmt9 \
       libprometheus-cpp-core1.0 \
       libspdlog1.10 \
+      liburing2 \
       libssl3 \
       libyaml-cpp0.7 \
  && rm -rf /var/lib/apt/lists/* \

@@ -9,8 +9,8 @@
 // one io_uring_enter. Reported: CPU time (user + system, getrusage) of the server side and of the
 // client side per request, alternating the two modes twice.
 //
-// Not built by CMake: it needs liburing (Debian: `apt-get install liburing-dev`), which keygate
-// does not use.
+// Not built by CMake: a standalone measurement (keygate itself batches through
+// proxy/socket_batch.hpp, with the same liburing-dev).
 //   g++ -O2 -std=c++20 -o /tmp/syscall_batching bench/syscall_batching.cpp -luring
 //   /tmp/syscall_batching [ROUNDS, default 4000]
 #include <arpa/inet.h>

@@ -435,6 +435,10 @@ constexpr Field kTopFields[] = {
          l.config().threads = static_cast<std::uint32_t>(*v);
        }
      }},
+    {"ioUring",
+     [](Loader& l, const Entry& e) {
+       if (auto v = l.readBool(e)) l.config().ioUring = *v;
+     }},
     {"log", [](Loader& l, const Entry& e) { l.readSection(e, kLogSection); }},
     {"upstream", [](Loader& l, const Entry& e) { l.readSection(e, kUpstreamSection); }},
     {"limits", [](Loader& l, const Entry& e) { l.readSection(e, kLimitsSection); }},

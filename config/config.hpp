@@ -114,6 +114,9 @@ struct Config {
   ClientTlsConfig tls;        // listener TLS
   AclConfig acl;              // downstream users; none: clients are not authenticated by keygate
   std::uint32_t threads = 0;  // 0: one worker per core
+  // Each worker batches the socket reads and writes of an event-loop turn through io_uring
+  // (proxy/socket_batch.hpp); false, or a kernel that refuses io_uring: one system call each.
+  bool ioUring = true;
   std::string logLevel = "info";  // trace, debug, info, warn, error, critical, off
   LogFormat logFormat = LogFormat::kText;
   UpstreamConfig upstream;

@@ -207,19 +207,24 @@ void ClientSession::startRead() {
                                                  std::size_t n) { self->onRead(ec, n); });
     return;
   }
-  if (!readable_) return;  // the poller calls onReadable() when the next bytes arrive
+  if (!readable_) return;  // the poller reads when the next bytes arrive
   // The last read filled the buffer, or reading resumes after a pause: there may be more. Read
   // on a turn of its own, so that one busy client cannot starve the others.
   reading_ = true;
   asio::post(worker_.io(), [self = shared_from_this()] { self->readNow(); });
 }
 
-void ClientSession::onReadable() {
+asio::mutable_buffer ClientSession::readBuffer() {
   readable_ = true;
-  if (reading_ || closing_ || closed_ || paused_ || handshaking_) return;
-  auto self = shared_from_this();  // reading may close us
+  if (reading_ || closing_ || closed_ || paused_ || handshaking_) return {};
   reading_ = true;
-  readNow();
+  return prepareRead();
+}
+
+asio::mutable_buffer ClientSession::prepareRead() {
+  auto span = in_.prepare(kReadChunk);
+  readSize_ = span.size();
+  return asio::buffer(span.data(), span.size());
 }
 
 void ClientSession::readNow() {
@@ -227,10 +232,14 @@ void ClientSession::readNow() {
     reading_ = false;
     return;
   }
-  auto span = in_.prepare(kReadChunk);
+  readDone(stream_.readNow(prepareRead()));
+}
+
+void ClientSession::readDone(int result) {
+  auto self = shared_from_this();  // reading may close us
   boost::system::error_code ec;
   bool drained = false;
-  const std::size_t n = stream_.readNow(asio::buffer(span.data(), span.size()), ec, drained);
+  const std::size_t n = SocketStream::readResult(result, readSize_, ec, drained);
   if (drained) readable_ = false;
   if (ec == asio::error::would_block) {
     reading_ = false;
@@ -1952,31 +1961,49 @@ void ClientSession::resumeReading() {
 
 void ClientSession::flushOutput() {
   dirty_ = false;
-  if (writeInFlight_ || out_.empty() || closed_) return;
-  if (!handshaking_) {
-    // Most replies fit the socket's buffer: sent here, without an asynchronous write.
-    boost::system::error_code ec;
-    const std::size_t n = stream_.writeNow(out_, ec);
-    if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
-      close();
+  if (writeInFlight_ || flushQueued_ || out_.empty() || closed_) return;
+  boost::system::error_code ec;
+  // Most replies fit the socket's buffer: sent here, without an asynchronous write.
+  const std::size_t n = handshaking_ ? 0 : stream_.writeNow(out_, ec);
+  sent(n, ec);
+}
+
+bool ClientSession::queueFlush(SocketBatch& batch, std::uint64_t cookie) {
+  if (flushQueued_ || handshaking_ || !stream_.plain()) return false;
+  if (writeInFlight_ || out_.empty() || closed_) return false;
+  dirty_ = false;
+  flushQueued_ = true;
+  batch.send(stream_.nativeHandle(), out_.data(), out_.size(), cookie);
+  return true;
+}
+
+void ClientSession::flushDone(int result) {
+  flushQueued_ = false;
+  if (closed_) return;
+  boost::system::error_code ec;
+  sent(SocketStream::sendResult(result, ec), ec);
+}
+
+void ClientSession::sent(std::size_t n, const boost::system::error_code& ec) {
+  if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
+    close();
+    return;
+  }
+  if (n > 0) {
+    WorkerStats::add(worker_.stats().bytesToClients, n);
+    if (n == out_.size()) {
+      out_.clear();
+      if (out_.capacity() > kIdleBufferKeep) std::string().swap(out_);
+      outputWritten();
       return;
     }
-    if (n > 0) {
-      WorkerStats::add(worker_.stats().bytesToClients, n);
-      if (n == out_.size()) {
-        out_.clear();
-        if (out_.capacity() > kIdleBufferKeep) std::string().swap(out_);
-        outputWritten();
-        return;
-      }
-      out_.erase(0, n);
-    }
+    out_.erase(0, n);
   }
+  // The rest when the socket has room again.
   writing_.swap(out_);
   writeInFlight_ = true;
-  auto onWritten = [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
-    self->onWritten(ec);
-  };
+  auto onWritten = [self = shared_from_this()](const boost::system::error_code& error,
+                                               std::size_t) { self->onWritten(error); };
   stream_.write(asio::buffer(writing_), std::move(onWritten));
 }
 

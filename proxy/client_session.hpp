@@ -61,13 +61,20 @@ class ClientSession final : public ReplySink,
   void close();
   // Write whatever replies are ready (called by the worker after an upstream batch).
   void flushOutput();
+  // The same, with other clients' writes in one batch (Worker::flushSessions): queues the send
+  // and returns true, and then flushDone() gets its result; or returns false, having done
+  // nothing else: then flushOutput() (nothing to write, a write in flight, TLS, or already
+  // queued in this batch).
+  bool queueFlush(SocketBatch& batch, std::uint64_t cookie);
+  void flushDone(int result);
   // After Worker::deferTurnEnd: read the next requests (or finish closing).
   void resumeReading();
 
   void onReply(std::uint64_t tag, std::string_view frame) override;
   void onFailure(std::uint64_t tag, std::string_view reason) override;
   bool onDeadline(std::uint64_t tag) override;
-  void onReadable() override;
+  asio::mutable_buffer readBuffer() override;
+  void readDone(int result) override;
 
   std::uint64_t id() const { return id_; }
 
@@ -206,7 +213,10 @@ class ClientSession final : public ReplySink,
   // reading and parsing
   void startRead();
   void readNow();
+  asio::mutable_buffer prepareRead();
   void onRead(const boost::system::error_code& ec, std::size_t n);
+  // After a send of out_ (flushOutput, flushDone): `n` bytes went, `ec` says why not more.
+  void sent(std::size_t n, const boost::system::error_code& ec);
   void processInput();
   bool mustPause() const;
   void maybeResume();
@@ -367,9 +377,11 @@ class ClientSession final : public ReplySink,
   bool writeInFlight_ = false;
   bool reading_ = false;  // a read is posted or in flight
   // Plain TCP: the worker's poller watches the socket (polled_), and readable_ says whether it
-  // may hold data; when it does not, the next read waits for the poller's onReadable().
+  // may hold data; when it does not, the next read waits for the poller's readBuffer().
   ReadinessPoller::Registration polled_;
+  std::size_t readSize_ = 0;  // of the buffer the read in progress fills
   bool readable_ = true;
+  bool flushQueued_ = false;  // out_ is in a SocketBatch being run
   bool paused_ = false;
   bool processing_ = false;
   bool closing_ = false;  // no more requests; close when all replies are written

@@ -15,7 +15,7 @@ constexpr std::uint64_t tokenOf(std::uint32_t index, std::uint32_t generation) {
 }  // namespace
 
 ReadinessPoller::ReadinessPoller(asio::io_context& io)
-    : asio::execution_context::service(io), set_(io) {
+    : asio::execution_context::service(io), set_(io), batch_(std::make_unique<SocketBatch>()) {
   const int fd = ::epoll_create1(EPOLL_CLOEXEC);
   if (fd < 0) return;
   boost::system::error_code ec;
@@ -53,6 +53,7 @@ ReadinessPoller::Token ReadinessPoller::add(int fd, Reader& reader) {
     return 0;
   }
   entry.reader = &reader;
+  entry.fd = fd;
   ++live_;
   arm();
   return ev.data.u64;
@@ -76,6 +77,7 @@ void ReadinessPoller::remove(Token token, int fd) {
     ::epoll_ctl(set_.native_handle(), EPOLL_CTL_DEL, fd, &ev);
   }
   entry.reader = nullptr;
+  entry.fd = -1;
   ++entry.generation;  // events already harvested for it no longer match
   free_.push_back(index);
   // Nothing left to watch: the wait goes too, so that an io_context with no other work stops
@@ -104,11 +106,19 @@ void ReadinessPoller::dispatch() {
   for (int round = 0; round < 4; ++round) {
     const int n = ::epoll_wait(set_.native_handle(), events_.data(), kMaxEvents, 0);
     if (n <= 0) return;  // none, or EINTR: the set stays readable and wakes us again
+    // Every reported socket's read in one batch, then their owners told, in event order. The
+    // lookup is repeated for each result: an owner told earlier may have removed others (whose
+    // reads completed before any owner ran: their buffers were still theirs).
     for (int i = 0; i < n; ++i) {
-      // Looked up for each event: a reader told earlier in this batch may have removed others.
-      if (const Entry* entry = find(events_[static_cast<std::size_t>(i)].data.u64))
-        entry->reader->onReadable();
+      const Token token = events_[static_cast<std::size_t>(i)].data.u64;
+      if (const Entry* entry = find(token)) {
+        const asio::mutable_buffer buffer = entry->reader->readBuffer();
+        if (buffer.size() > 0) batch_->recv(entry->fd, buffer.data(), buffer.size(), token);
+      }
     }
+    batch_->run([this](Token token, int result) {
+      if (const Entry* entry = find(token)) entry->reader->readDone(result);
+    });
     if (n < kMaxEvents) return;
   }
 }

@@ -20,7 +20,10 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <cstdint>
+#include <memory>
 #include <vector>
+
+#include "proxy/socket_batch.hpp"
 
 namespace keygate::proxy {
 
@@ -30,10 +33,15 @@ class ReadinessPoller final : public asio::execution_context::service {
  public:
   static asio::execution_context::id id;
 
-  // Told when its socket may have something to read: data, end of stream, or an error.
+  // The owner of a watched socket. When the set reports the socket (data, end of stream, or an
+  // error), the poller reads for it, together with the other sockets reported in the same batch
+  // (one system call for all of them: SocketBatch): readBuffer() says where to, readDone() gets
+  // what recv() returned (bytes, 0 at end of stream, or -errno).
   class Reader {
    public:
-    virtual void onReadable() = 0;
+    // Empty: not now (the owner remembers that its socket is readable and reads later).
+    virtual asio::mutable_buffer readBuffer() = 0;
+    virtual void readDone(int result) = 0;
 
    protected:
     ~Reader() = default;
@@ -58,6 +66,13 @@ class ReadinessPoller final : public asio::execution_context::service {
   void remove(Token token, int fd);
 
   std::size_t watched() const { return live_; }
+
+  // This io_context's batch of socket calls (also used for clients' writes, by Worker).
+  SocketBatch& batch() { return *batch_; }
+  // Plain system calls instead of io_uring (config `ioUring: false`); before any socket joins.
+  void useRing(bool use) {
+    if (use != batch_->ringActive()) batch_ = std::make_unique<SocketBatch>(use);
+  }
 
   // One socket's membership: start() joins the poller of an io_context, stop() (or the
   // destructor) leaves it. Declare it after the socket it watches, so that it is destroyed
@@ -93,6 +108,7 @@ class ReadinessPoller final : public asio::execution_context::service {
  private:
   struct Entry {
     Reader* reader = nullptr;
+    int fd = -1;
     std::uint32_t generation = 0;
   };
   static constexpr int kMaxEvents = 128;
@@ -109,6 +125,7 @@ class ReadinessPoller final : public asio::execution_context::service {
   std::size_t live_ = 0;
   bool armed_ = false;
   std::array<epoll_event, kMaxEvents> events_{};
+  std::unique_ptr<SocketBatch> batch_;
 };
 
 }  // namespace keygate::proxy

@@ -115,9 +115,13 @@ int Server::run() {
     for (const auto& seed : context_.config.upstream.seeds)
       upstream += " " + seed.str();
   }
-  log->info("keygate {} listening on {}, upstream {} ({} worker thread{})", kVersion,
-            context_.config.listen.str(), upstream, workers_.size(),
-            workers_.size() == 1 ? "" : "s");
+  const char* socketCalls =
+      workers_.empty() || workers_.front()->socketCallsBatched() ? "batched with io_uring"
+      : context_.config.ioUring ? "one system call each (io_uring unavailable)"
+                                : "one system call each (ioUring: false)";
+  log->info("keygate {} listening on {}, upstream {} ({} worker thread{}, socket calls {})",
+            kVersion, context_.config.listen.str(), upstream, workers_.size(),
+            workers_.size() == 1 ? "" : "s", socketCalls);
   io_.run();
   for (auto& w : workers_) {
     w->stop();

@@ -63,29 +63,51 @@ class SocketStream {
   bool plain() const { return !tls_; }
 
   // Plain TCP: reads what the kernel holds now, without waiting (MSG_DONTWAIT, whatever the
-  // socket's mode) and without an asynchronous operation; see ReadinessPoller for why.
-  // `drained` is set when the read left the receive queue empty (a short read, or nothing to
-  // read: then `ec` is would_block), so that only an edge-triggered readiness event can say
-  // there is more. End of stream is `ec` = eof, as async_read_some reports it; an interrupted
-  // call reads nothing and leaves `ec` clear and `drained` unset.
-  std::size_t readNow(asio::mutable_buffer buffer, boost::system::error_code& ec, bool& drained) {
+  // socket's mode) and without an asynchronous operation; see ReadinessPoller for why. Returns
+  // what recv() did: bytes, 0 at end of stream, or -errno (readResult() makes sense of it).
+  int readNow(asio::mutable_buffer buffer) {
+    const ssize_t n = ::recv(socket_.native_handle(), buffer.data(), buffer.size(), MSG_DONTWAIT);
+    return n >= 0 ? static_cast<int>(n) : -errno;
+  }
+
+  // A recv() `result` (bytes, 0 or -errno) into `buffer_size` bytes, as a read's outcome: the
+  // bytes read; `ec` eof at end of stream (as async_read_some reports it), would_block when there
+  // was nothing, another error; `drained` when the read left the receive queue empty (a short
+  // read, or nothing to read), so that only an edge-triggered readiness event can say there is
+  // more. An interrupted call reads nothing and leaves `ec` clear and `drained` unset.
+  static std::size_t readResult(int result, std::size_t buffer_size, boost::system::error_code& ec,
+                                bool& drained) {
     drained = false;
     ec.clear();
-    const ssize_t n = ::recv(socket_.native_handle(), buffer.data(), buffer.size(), MSG_DONTWAIT);
-    if (n > 0) {
-      drained = static_cast<std::size_t>(n) < buffer.size();
-      return static_cast<std::size_t>(n);
+    if (result > 0) {
+      drained = static_cast<std::size_t>(result) < buffer_size;
+      return static_cast<std::size_t>(result);
     }
-    if (n == 0) {
+    if (result == 0) {
       ec = asio::error::eof;
-    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+    } else if (result == -EAGAIN || result == -EWOULDBLOCK) {
       drained = true;
       ec = asio::error::would_block;
-    } else if (errno != EINTR) {
-      ec.assign(errno, boost::system::system_category());
+    } else if (result != -EINTR) {
+      ec.assign(-result, boost::system::system_category());
     }
     return 0;
   }
+
+  // What a send() `result` (bytes or -errno) says: bytes sent, `ec` would_block when none could
+  // be, or another error.
+  static std::size_t sendResult(int result, boost::system::error_code& ec) {
+    ec.clear();
+    if (result >= 0) return static_cast<std::size_t>(result);
+    if (result == -EAGAIN || result == -EWOULDBLOCK) {
+      ec = asio::error::would_block;
+    } else if (result != -EINTR) {
+      ec.assign(-result, boost::system::system_category());
+    }
+    return 0;
+  }
+
+  int nativeHandle() { return socket_.native_handle(); }
 
   // Plain TCP on a socket in non-blocking mode: sends what the kernel takes now, without an
   // asynchronous operation (no handler to schedule and run). Returns the bytes sent; `ec` is

@@ -205,7 +205,7 @@ void UpstreamConnection::startRead() {
     stream_.readSome(prepareRead(), std::move(onRead));
     return;
   }
-  if (!readable_ || readPosted_) return;  // else the poller calls onReadable()
+  if (!readable_ || readPosted_) return;  // else the poller reads when Redis sends more
   // The last read filled the buffer: Redis may have more queued. Read on a turn of its own.
   readPosted_ = true;
   asio::post(io_, [self = shared_from_this()] {
@@ -214,18 +214,23 @@ void UpstreamConnection::startRead() {
   });
 }
 
-void UpstreamConnection::onReadable() {
+asio::mutable_buffer UpstreamConnection::readBuffer() {
   readable_ = true;
-  if (readPosted_ || state_ == State::kFailed) return;
-  auto self = shared_from_this();  // a sink told of a reply may drop its last reference to us
-  readNow();
+  if (readPosted_ || state_ == State::kFailed) return {};
+  return prepareRead();
 }
 
 void UpstreamConnection::readNow() {
   if (state_ == State::kFailed) return;
+  readDone(stream_.readNow(prepareRead()));
+}
+
+void UpstreamConnection::readDone(int result) {
+  auto self = shared_from_this();  // a sink told of a reply may drop its last reference to us
+  if (state_ == State::kFailed) return;
   boost::system::error_code ec;
   bool drained = false;
-  const std::size_t n = stream_.readNow(prepareRead(), ec, drained);
+  const std::size_t n = SocketStream::readResult(result, lastReadSize_, ec, drained);
   if (drained) readable_ = false;
   if (ec == asio::error::would_block) return;
   onRead(ec, n);

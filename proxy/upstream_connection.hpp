@@ -137,7 +137,8 @@ class UpstreamConnection final : public ReadinessPoller::Reader,
   void startRead();
   asio::mutable_buffer prepareRead();
   void readNow();
-  void onReadable() override;
+  asio::mutable_buffer readBuffer() override;
+  void readDone(int result) override;
   std::size_t idleKeep() const;
   void onRead(const boost::system::error_code& ec, std::size_t n);
   void dispatch(std::string_view frame);

@@ -23,6 +23,9 @@ Worker::Worker(std::size_t index, ServerContext& context)
       context_(context),
       io_(1),
       cluster_(context.config.upstream.mode == config::UpstreamMode::kCluster) {
+  auto& poller = ReadinessPoller::of(io_);
+  poller.useRing(context.config.ioUring);
+  socketCallsBatched_ = poller.batch().ringActive();
   applyEndpoints();
   if (!cluster_) standalone_ = &nodePool(upstreamNode(), false);
 }
@@ -520,20 +523,38 @@ void Worker::deferTurnEnd(std::shared_ptr<ClientSession> session) {
     std::swap(turnEnd_, turnEndSpare_);
     // Every write first, then every read: the time between a client's reply and our read of its
     // socket is the time its next request has to arrive.
-    for (auto& s : turnEndSpare_)
-      s->flushOutput();
+    flushSessions(turnEndSpare_);
     for (auto& s : turnEndSpare_)
       s->resumeReading();
     turnEndSpare_.clear();
   });
 }
 
+void Worker::flushSessions(const std::vector<std::shared_ptr<ClientSession>>& sessions) {
+  SocketBatch& batch = ReadinessPoller::of(io_).batch();
+  // Queueing only queues (nothing runs that could run another batch); what cannot be batched
+  // (TLS, a handshake) is written after.
+  unbatched_.clear();
+  for (std::size_t i = 0; i < sessions.size(); ++i) {
+    if (!sessions[i]->queueFlush(batch, i)) unbatched_.push_back(i);
+  }
+  if (unbatched_.size() < sessions.size()) {
+    // `sessions` holds each one until its result is in.
+    batch.run([&sessions](std::uint64_t i, int result) { sessions[i]->flushDone(result); });
+  }
+  std::vector<std::size_t> rest;
+  rest.swap(unbatched_);  // flushOutput() may flush other sessions (and use unbatched_)
+  for (const std::size_t i : rest)
+    sessions[i]->flushOutput();
+  rest.clear();
+  if (unbatched_.capacity() < rest.capacity()) unbatched_.swap(rest);
+}
+
 void Worker::flushDirty() {
   if (dirty_.empty()) return;
   auto batch = std::move(dirty_);
   dirty_.clear();
-  for (auto& s : batch)
-    s->flushOutput();
+  flushSessions(batch);
   if (dirty_.empty()) {
     batch.clear();
     dirty_.swap(batch);  // keep the capacity

@@ -277,6 +277,10 @@ class Worker {
   // The client then gets several replies per wake-up, and the read after a reply more often
   // finds the next request instead of an empty socket.
   void deferTurnEnd(std::shared_ptr<ClientSession> session);
+  // Whether this worker's socket calls went through io_uring when it started (SocketBatch).
+  bool socketCallsBatched() const { return socketCallsBatched_; }
+  // Writes what each of `sessions` has ready, all of their sends in one batch (SocketBatch).
+  void flushSessions(const std::vector<std::shared_ptr<ClientSession>>& sessions);
 
   void sessionClosed(std::uint64_t id);
 
@@ -338,6 +342,8 @@ class Worker {
   std::vector<std::shared_ptr<ClientSession>> turnEnd_;
   std::vector<std::shared_ptr<ClientSession>> turnEndSpare_;
   bool turnEndPosted_ = false;
+  bool socketCallsBatched_ = false;
+  std::vector<std::size_t> unbatched_;  // flushSessions(): sessions written without the batch
   std::shared_ptr<const policies::CompiledRegistry> registry_;
   std::unordered_map<std::string, std::unique_ptr<EndpointRuntime>> endpointsByName_;
   std::vector<EndpointRuntime*> endpoints_;

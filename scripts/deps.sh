@@ -23,7 +23,7 @@
 
 keygate_build_packages=(
   g++ cmake make pkg-config
-  libboost-dev libhiredis-dev libyaml-cpp-dev prometheus-cpp-dev libspdlog-dev
+  libboost-dev libhiredis-dev libyaml-cpp-dev prometheus-cpp-dev libspdlog-dev liburing-dev
   libssl-dev openssl
   catch2 libbenchmark-dev
 )

@@ -273,9 +273,11 @@ TEST_CASE("unknown keys far from any sibling point to the right section", "[conf
   CHECK(nothing.message == "unknown key 'grace'; remove it, or use one of: drainTimeout.");
 
   const auto top = onlyError("zzz: true\n", 1, 1, "zzz");
-  CHECK_THAT(top.message,
-             Contains("remove it, or use one of: listen, admin, tls, acl, threads, log, upstream, "
-                      "limits, shutdown, observability, registry, tenant."));
+  CHECK_THAT(
+      top.message,
+      Contains(
+          "remove it, or use one of: listen, admin, tls, acl, threads, ioUring, log, upstream, "
+          "limits, shutdown, observability, registry, tenant."));
 }
 
 TEST_CASE("duplicate keys, odd keys and extra documents are errors", "[config][load]") {
@@ -551,6 +553,18 @@ TEST_CASE("the reference and the example mention every key", "[config][docs]") {
                            "--log-level", "--log-format", "--help", "--version"}) {
     CHECK(readme.find(flag) != std::string::npos);
   }
+}
+
+TEST_CASE("ioUring is a boolean, on by default", "[config][load]") {
+  using keygate::config::loadFromString;
+  CHECK(loadFromString("listen: 127.0.0.1:6380\n", "t.yaml").config.ioUring);
+  auto off = loadFromString("ioUring: false\n", "t.yaml");
+  REQUIRE(off.ok());
+  CHECK_FALSE(off.config.ioUring);
+  auto bad = loadFromString("threads: 1\nioUring: maybe\n", "t.yaml");
+  REQUIRE(bad.errors.size() == 1);
+  CHECK(bad.errors[0].line == 2);
+  CHECK(bad.errors[0].path == "ioUring");
 }
 
 TEST_CASE("observability.keyTracking is a boolean, on by default", "[config][load]") {
