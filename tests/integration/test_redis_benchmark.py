@@ -41,6 +41,15 @@ def parse_output(text: str):
 
 class RedisBenchmarkTest(h.KeygateTestCase):
 
+    # How keygate's startup log line says it makes its socket calls (config `ioUring`). The
+    # test machines allow io_uring, so the default is the batched path.
+    socket_calls = "socket calls batched with io_uring"
+
+    def test_startup_log_names_the_socket_calls(self):
+        h.wait_until(lambda: "listening on" in self.keygate.log_text(), h.scaled(10),
+                     message="keygate's startup log line")
+        self.assertIn(self.socket_calls, self.keygate.log_text())
+
     def benchmark(self, *args, timeout: float) -> str:
         cmd = [h.tool_bin("redis-benchmark"), "-h", h.HOST, "-p", str(self.keygate.port), "-q",
                *args]
@@ -80,6 +89,14 @@ class RedisBenchmarkTest(h.KeygateTestCase):
         self.check(out, ["SET", "GET"])
         # SET writes a 3-byte value (-d default) under key:__rand_int__ (-r not given).
         self.assertEqual(len(self.direct().call("GET", "key:__rand_int__")), 3)
+
+
+class RedisBenchmarkPlainSystemCallsTest(RedisBenchmarkTest):
+    """The same runs with `ioUring: false`: one system call per socket read and write, the
+    path keygate takes by itself where a seccomp profile refuses io_uring."""
+
+    keygate_config = "ioUring: false\n"
+    socket_calls = "socket calls one system call each (ioUring: false)"
 
 
 if __name__ == "__main__":
