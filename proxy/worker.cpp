@@ -533,21 +533,21 @@ void Worker::deferTurnEnd(std::shared_ptr<ClientSession> session) {
 void Worker::flushSessions(const std::vector<std::shared_ptr<ClientSession>>& sessions) {
   SocketBatch& batch = ReadinessPoller::of(io_).batch();
   // Queueing only queues (nothing runs that could run another batch); what cannot be batched
-  // (TLS, a handshake) is written after.
-  unbatched_.clear();
+  // (TLS, a handshake) is written after. The list is taken from the member, which keeps its
+  // capacity between calls: a session's flushDone() may flush others (a nested call).
+  std::vector<std::size_t> unbatched;
+  unbatched.swap(unbatched_);
+  unbatched.clear();
   for (std::size_t i = 0; i < sessions.size(); ++i) {
-    if (!sessions[i]->queueFlush(batch, i)) unbatched_.push_back(i);
+    if (!sessions[i]->queueFlush(batch, i)) unbatched.push_back(i);
   }
-  if (unbatched_.size() < sessions.size()) {
+  if (unbatched.size() < sessions.size()) {
     // `sessions` holds each one until its result is in.
     batch.run([&sessions](std::uint64_t i, int result) { sessions[i]->flushDone(result); });
   }
-  std::vector<std::size_t> rest;
-  rest.swap(unbatched_);  // flushOutput() may flush other sessions (and use unbatched_)
-  for (const std::size_t i : rest)
+  for (const std::size_t i : unbatched)
     sessions[i]->flushOutput();
-  rest.clear();
-  if (unbatched_.capacity() < rest.capacity()) unbatched_.swap(rest);
+  if (unbatched_.capacity() < unbatched.capacity()) unbatched_.swap(unbatched);
 }
 
 void Worker::flushDirty() {
