@@ -15,7 +15,7 @@ constexpr std::uint64_t tokenOf(std::uint32_t index, std::uint32_t generation) {
 }  // namespace
 
 ReadinessPoller::ReadinessPoller(asio::io_context& io)
-    : asio::execution_context::service(io), set_(io), batch_(std::make_unique<SocketBatch>()) {
+    : asio::execution_context::service(io), set_(io), batch_(std::make_unique<SocketBatch>(false)) {
   const int fd = ::epoll_create1(EPOLL_CLOEXEC);
   if (fd < 0) return;
   boost::system::error_code ec;

@@ -69,7 +69,8 @@ class ReadinessPoller final : public asio::execution_context::service {
 
   // This io_context's batch of socket calls (also used for clients' writes, by Worker).
   SocketBatch& batch() { return *batch_; }
-  // Plain system calls instead of io_uring (config `ioUring: false`); before any socket joins.
+  // Plain system calls (the default: control-plane io_contexts never touch io_uring) or
+  // io_uring where the kernel allows it (workers, config `ioUring`). Before any socket joins.
   void useRing(bool use) {
     if (use != batch_->ringActive()) batch_ = std::make_unique<SocketBatch>(use);
   }

@@ -30,66 +30,70 @@ SocketBatch::SocketBatch(bool useRing) {
     params = io_uring_params{};
     rc = io_uring_queue_init_params(kEntries, ring.get(), &params);
   }
-  if (rc == 0) ring_ = std::move(ring);
+  if (rc != 0) return;  // no io_uring here (ENOSYS), or not for us (EPERM: seccomp, sysctl)
+  // A ring without socket send and receive (Linux 5.1-5.5) is no use: every operation would
+  // fail with EINVAL.
+  io_uring_probe* probe = io_uring_get_probe_ring(ring.get());
+  const bool usable = probe != nullptr && io_uring_opcode_supported(probe, IORING_OP_SEND) &&
+                      io_uring_opcode_supported(probe, IORING_OP_RECV);
+  if (probe != nullptr) io_uring_free_probe(probe);
+  if (!usable) {
+    io_uring_queue_exit(ring.get());
+    return;
+  }
+  ring_ = std::move(ring);
 }
 
 SocketBatch::~SocketBatch() {
   if (ring_) io_uring_queue_exit(ring_.get());
 }
 
-io_uring_sqe* SocketBatch::nextEntry() {
-  io_uring_sqe* sqe = io_uring_get_sqe(ring_.get());
+int SocketBatch::now(const Operation& op) {
+  ++systemCalls_;
+  const ssize_t n = op.send ? ::send(op.fd, op.data, op.size, kSendFlags)
+                            : ::recv(op.fd, op.data, op.size, kRecvFlags);
+  return resultOf(n);
+}
+
+void SocketBatch::add(const Operation& op) {
+  ++operations_;
+  if (ring_ && queued_ == kEntries) complete();  // full: its results wait in results_ for run()
+  io_uring_sqe* sqe = ring_ ? io_uring_get_sqe(ring_.get()) : nullptr;
   if (sqe == nullptr) {
-    complete();  // the queue is full: its results wait in results_ for run()
-    if (!ring_) return nullptr;
-    sqe = io_uring_get_sqe(ring_.get());
+    results_.push_back(Result{op.cookie, now(op)});
+    return;
   }
-  return sqe;
+  if (op.send) {
+    io_uring_prep_send(sqe, op.fd, op.data, op.size, kSendFlags);
+  } else {
+    io_uring_prep_recv(sqe, op.fd, op.data, op.size, kRecvFlags);
+  }
+  // The entry carries its place in ops_: a ring that fails can still account for each one.
+  io_uring_sqe_set_data64(sqe, queued_);
+  ops_[queued_] = op;
+  finished_[queued_] = false;
+  ++queued_;
 }
 
 void SocketBatch::recv(int fd, void* data, std::size_t size, std::uint64_t cookie) {
-  ++operations_;
-  io_uring_sqe* sqe = ring_ ? nextEntry() : nullptr;
-  if (sqe == nullptr) {
-    ++systemCalls_;
-    results_.push_back(Result{cookie, resultOf(::recv(fd, data, size, kRecvFlags))});
-    return;
-  }
-  io_uring_prep_recv(sqe, fd, data, size, kRecvFlags);
-  track(sqe, cookie);
+  add(Operation{cookie, data, size, fd, false});
 }
 
 void SocketBatch::send(int fd, const void* data, std::size_t size, std::uint64_t cookie) {
-  ++operations_;
-  io_uring_sqe* sqe = ring_ ? nextEntry() : nullptr;
-  if (sqe == nullptr) {
-    ++systemCalls_;
-    results_.push_back(Result{cookie, resultOf(::send(fd, data, size, kSendFlags))});
-    return;
-  }
-  io_uring_prep_send(sqe, fd, data, size, kSendFlags);
-  track(sqe, cookie);
-}
-
-void SocketBatch::track(io_uring_sqe* sqe, std::uint64_t cookie) {
-  // The entry carries its place in cookies_, so that the operations a failed ring never
-  // finished can still be reported.
-  io_uring_sqe_set_data64(sqe, queued_);
-  cookies_[queued_] = cookie;
-  finished_[queued_] = false;
-  ++queued_;
+  add(Operation{cookie, const_cast<void*>(data), size, fd, true});
 }
 
 void SocketBatch::complete() {
   if (queued_ == 0) return;
   unsigned submitted = 0;
-  while (submitted < queued_) {
+  // EINTR and EAGAIN (the kernel short of memory for a moment) are worth a few more tries.
+  for (int attempt = 0; submitted < queued_ && attempt < 16; ++attempt) {
     ++systemCalls_;
     const int rc = io_uring_submit(ring_.get());
     if (rc > 0) {
       submitted += static_cast<unsigned>(rc);
     } else if (rc != -EINTR && rc != -EAGAIN) {
-      break;  // nothing more will go in; see below
+      break;
     }
   }
   unsigned completed = 0;
@@ -106,23 +110,23 @@ void SocketBatch::complete() {
     const std::uint64_t slot = io_uring_cqe_get_data64(cqe);
     if (slot < queued_ && !finished_[slot]) {
       finished_[slot] = true;
-      results_.push_back(Result{cookies_[slot], cqe->res});
+      results_.push_back(Result{ops_[slot].cookie, cqe->res});
       ++completed;
     }
     io_uring_cqe_seen(ring_.get(), cqe);
   }
-  if (submitted == queued_ && completed == submitted) {
-    queued_ = 0;
-    return;
-  }
-  // The ring itself failed (it does not once set up, short of the kernel running out of memory).
-  // Its unfinished operations are reported as failed, and from now on plain system calls.
-  for (unsigned slot = 0; slot < queued_; ++slot) {
-    if (!finished_[slot]) results_.push_back(Result{cookies_[slot], -EIO});
+  const unsigned queued = queued_;
+  queued_ = 0;
+  if (submitted == queued && completed == submitted) return;
+  // The ring failed (it does not once set up, short of the kernel running out of memory). The
+  // entries it never took are made as plain system calls; one it took and never finished is
+  // reported failed (its connection closes). From now on, plain system calls.
+  for (unsigned slot = 0; slot < queued; ++slot) {
+    if (finished_[slot]) continue;
+    results_.push_back(Result{ops_[slot].cookie, slot >= submitted ? now(ops_[slot]) : -EIO});
   }
   io_uring_queue_exit(ring_.get());
   ring_.reset();
-  queued_ = 0;
 }
 
 }  // namespace keygate::proxy

@@ -27,7 +27,6 @@
 #include <vector>
 
 struct io_uring;
-struct io_uring_sqe;
 
 namespace keygate::proxy {
 
@@ -72,17 +71,24 @@ class SocketBatch {
     std::uint64_t cookie;
     int result;
   };
+  struct Operation {
+    std::uint64_t cookie = 0;
+    void* data = nullptr;
+    std::size_t size = 0;
+    int fd = -1;
+    bool send = false;
+  };
   static constexpr unsigned kEntries = 256;
 
+  void add(const Operation& op);
+  // The operation as a plain system call; its result.
+  int now(const Operation& op);
   // Submits what is queued and collects every completion into results_.
   void complete();
-  // A free submission entry, submitting the queue first when it is full.
-  io_uring_sqe* nextEntry();
-  void track(io_uring_sqe* sqe, std::uint64_t cookie);
 
   std::unique_ptr<io_uring> ring_;
   unsigned queued_ = 0;  // entries filled since the last complete()
-  std::array<std::uint64_t, kEntries> cookies_{};
+  std::array<Operation, kEntries> ops_{};
   std::array<bool, kEntries> finished_{};
   std::vector<Result> results_;
   std::uint64_t operations_ = 0;

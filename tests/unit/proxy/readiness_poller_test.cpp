@@ -73,6 +73,10 @@ void settle(boost::asio::io_context& io) {
 TEST_CASE("poller: a reader is told when its socket has data, and not before") {
   boost::asio::io_context io;
   auto& poller = ReadinessPoller::of(io);
+  // Reads made one by one (the default) and batched through io_uring (workers).
+  const bool ring = GENERATE(false, true);
+  poller.useRing(ring);
+  REQUIRE(poller.batch().ringActive() == ring);
   Pair p;
   Recorder r;
   const auto token = poller.add(p.fd[0], r);
