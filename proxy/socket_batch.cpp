@@ -57,22 +57,16 @@ int SocketBatch::now(const Operation& op) {
 
 void SocketBatch::add(const Operation& op) {
   ++operations_;
-  if (ring_ && queued_ == kEntries) complete();  // full: its results wait in results_ for run()
-  io_uring_sqe* sqe = ring_ ? io_uring_get_sqe(ring_.get()) : nullptr;
-  if (sqe == nullptr) {
+  if (!ring_) {
     results_.push_back(Result{op.cookie, now(op)});
     return;
   }
-  if (op.send) {
-    io_uring_prep_send(sqe, op.fd, op.data, op.size, kSendFlags);
-  } else {
-    io_uring_prep_recv(sqe, op.fd, op.data, op.size, kRecvFlags);
+  if (queued_ == kEntries) complete();  // full: its results wait in results_ for run()
+  if (!ring_) {                         // it failed just now
+    results_.push_back(Result{op.cookie, now(op)});
+    return;
   }
-  // The entry carries its place in ops_: a ring that fails can still account for each one.
-  io_uring_sqe_set_data64(sqe, queued_);
-  ops_[queued_] = op;
-  finished_[queued_] = false;
-  ++queued_;
+  ops_[queued_++] = op;
 }
 
 void SocketBatch::recv(int fd, void* data, std::size_t size, std::uint64_t cookie) {
@@ -85,6 +79,34 @@ void SocketBatch::send(int fd, const void* data, std::size_t size, std::uint64_t
 
 void SocketBatch::complete() {
   if (queued_ == 0) return;
+  if (queued_ == 1) {
+    // One operation: the plain call costs less than a submission (a lone client's turn).
+    results_.push_back(Result{ops_[0].cookie, now(ops_[0])});
+    queued_ = 0;
+    return;
+  }
+  for (unsigned slot = 0; slot < queued_; ++slot) {
+    const Operation& op = ops_[slot];
+    // The queue is empty here and holds kEntries: there is always an entry. (Were there not,
+    // nothing of this round has gone in yet: all of it as plain calls, and no ring from now.)
+    io_uring_sqe* sqe = io_uring_get_sqe(ring_.get());
+    if (sqe == nullptr) {
+      for (unsigned i = 0; i < queued_; ++i)
+        results_.push_back(Result{ops_[i].cookie, now(ops_[i])});
+      queued_ = 0;
+      io_uring_queue_exit(ring_.get());
+      ring_.reset();
+      return;
+    }
+    if (op.send) {
+      io_uring_prep_send(sqe, op.fd, op.data, op.size, kSendFlags);
+    } else {
+      io_uring_prep_recv(sqe, op.fd, op.data, op.size, kRecvFlags);
+    }
+    // The entry carries its place in ops_: a ring that fails can still account for each one.
+    io_uring_sqe_set_data64(sqe, slot);
+    finished_[slot] = false;
+  }
   unsigned submitted = 0;
   // EINTR and EAGAIN (the kernel short of memory for a moment) are worth a few more tries.
   for (int attempt = 0; submitted < queued_ && attempt < 16; ++attempt) {

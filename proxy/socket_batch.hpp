@@ -10,6 +10,7 @@
 // "Batched socket calls".) Redis itself makes one call per socket per request, so this is what
 // lets a proxy in front of it keep up.
 //
+// A batch of one operation is the plain system call (cheaper than a submission: a lone client).
 // Synchronous by design: run() returns only once every queued operation has completed, so no
 // buffer is touched by the kernel after run(), and callers need no completion bookkeeping. When
 // io_uring cannot be set up (old kernel, a seccomp profile that forbids it, `ioUring: false`),
