@@ -346,6 +346,13 @@ std::vector<prometheus::MetricFamily> ProxyCollector::Collect() const {
   std::vector<prometheus::MetricFamily> out;
   out.push_back(family("keygate_build_info", "keygate version", MetricType::Gauge, 1,
                        {{"version", kVersion}}));
+  double ringWorkers = 0;
+  for (const auto& w : workers_)
+    ringWorkers += w->socketCallsBatched() ? 1 : 0;
+  out.push_back(family("keygate_io_uring_workers",
+                       "Worker threads whose socket calls are batched through io_uring (0: one "
+                       "system call each; config ioUring, or a seccomp profile refusing it)",
+                       MetricType::Gauge, ringWorkers));
   out.push_back(family("keygate_client_connections", "Client connections open now",
                        MetricType::Gauge, context_.activeClients.load(std::memory_order_relaxed)));
   out.push_back(family("keygate_client_connections_accepted_total", "Client connections accepted",

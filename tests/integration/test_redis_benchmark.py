@@ -41,14 +41,26 @@ def parse_output(text: str):
 
 class RedisBenchmarkTest(h.KeygateTestCase):
 
-    # How keygate's startup log line says it makes its socket calls (config `ioUring`). The
-    # test machines allow io_uring, so the default is the batched path.
+    # How keygate says it makes its socket calls (config `ioUring`): its startup log line and
+    # the workers the metric counts. The test machines allow io_uring, so the default is the
+    # batched path, on both workers.
+    extra_config = ""
     socket_calls = "socket calls batched with io_uring"
+    io_uring_workers = 2
+    keygate_args = ("--threads", "2")
 
-    def test_startup_log_names_the_socket_calls(self):
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.admin_port = h.free_port()
+        cls.keygate_config = f"admin: {h.HOST}:{cls.admin_port}\n{cls.extra_config}"
+        super().setUpClass()
+
+    def test_startup_log_and_metric_name_the_socket_calls(self):
         h.wait_until(lambda: "listening on" in self.keygate.log_text(), h.scaled(10),
                      message="keygate's startup log line")
         self.assertIn(self.socket_calls, self.keygate.log_text())
+        metrics = h.admin_metrics(self.admin_port)
+        self.assertEqual(h.metric(metrics, "keygate_io_uring_workers"), self.io_uring_workers)
 
     def benchmark(self, *args, timeout: float) -> str:
         cmd = [h.tool_bin("redis-benchmark"), "-h", h.HOST, "-p", str(self.keygate.port), "-q",
@@ -95,8 +107,9 @@ class RedisBenchmarkPlainSystemCallsTest(RedisBenchmarkTest):
     """The same runs with `ioUring: false`: one system call per socket read and write, the
     path keygate takes by itself where a seccomp profile refuses io_uring."""
 
-    keygate_config = "ioUring: false\n"
+    extra_config = "ioUring: false\n"
     socket_calls = "socket calls one system call each (ioUring: false)"
+    io_uring_workers = 0
 
 
 if __name__ == "__main__":
