@@ -3,6 +3,7 @@
 #include <liburing.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 
 namespace keygate::proxy {
@@ -57,12 +58,9 @@ int SocketBatch::now(const Operation& op) {
 
 void SocketBatch::add(const Operation& op) {
   ++operations_;
+  // Full: its results wait in results_ for run(). (The ring may fail doing that.)
+  if (ring_ && queued_ == kEntries) complete();
   if (!ring_) {
-    results_.push_back(Result{op.cookie, now(op)});
-    return;
-  }
-  if (queued_ == kEntries) complete();  // full: its results wait in results_ for run()
-  if (!ring_) {                         // it failed just now
     results_.push_back(Result{op.cookie, now(op)});
     return;
   }
@@ -85,17 +83,14 @@ void SocketBatch::complete() {
     queued_ = 0;
     return;
   }
+  std::fill_n(finished_.begin(), queued_, false);
   for (unsigned slot = 0; slot < queued_; ++slot) {
     const Operation& op = ops_[slot];
     // The queue is empty here and holds kEntries: there is always an entry. (Were there not,
-    // nothing of this round has gone in yet: all of it as plain calls, and no ring from now.)
+    // nothing of this round has gone in yet.)
     io_uring_sqe* sqe = io_uring_get_sqe(ring_.get());
     if (sqe == nullptr) {
-      for (unsigned i = 0; i < queued_; ++i)
-        results_.push_back(Result{ops_[i].cookie, now(ops_[i])});
-      queued_ = 0;
-      io_uring_queue_exit(ring_.get());
-      ring_.reset();
+      dropRing(0);
       return;
     }
     if (op.send) {
@@ -105,7 +100,6 @@ void SocketBatch::complete() {
     }
     // The entry carries its place in ops_: a ring that fails can still account for each one.
     io_uring_sqe_set_data64(sqe, slot);
-    finished_[slot] = false;
   }
   unsigned submitted = 0;
   // EINTR and EAGAIN (the kernel short of memory for a moment) are worth a few more tries.
@@ -137,16 +131,22 @@ void SocketBatch::complete() {
     }
     io_uring_cqe_seen(ring_.get(), cqe);
   }
-  const unsigned queued = queued_;
-  queued_ = 0;
-  if (submitted == queued && completed == submitted) return;
+  if (submitted == queued_ && completed == submitted) {
+    queued_ = 0;
+    return;
+  }
+  dropRing(submitted);
+}
+
+void SocketBatch::dropRing(unsigned submitted) {
   // The ring failed (it does not once set up, short of the kernel running out of memory). The
   // entries it never took are made as plain system calls; one it took and never finished is
   // reported failed (its connection closes). From now on, plain system calls.
-  for (unsigned slot = 0; slot < queued; ++slot) {
+  for (unsigned slot = 0; slot < queued_; ++slot) {
     if (finished_[slot]) continue;
     results_.push_back(Result{ops_[slot].cookie, slot >= submitted ? now(ops_[slot]) : -EIO});
   }
+  queued_ = 0;
   io_uring_queue_exit(ring_.get());
   ring_.reset();
 }

@@ -86,6 +86,9 @@ class SocketBatch {
   int now(const Operation& op);
   // Submits what is queued and collects every completion into results_.
   void complete();
+  // After the ring failed with the first `submitted` entries of ops_ taken: the results of the
+  // unfinished ones, and no ring from now on.
+  void dropRing(unsigned submitted);
 
   std::unique_ptr<io_uring> ring_;
   unsigned queued_ = 0;  // entries filled since the last complete()

@@ -77,34 +77,33 @@ class SocketStream {
   // more. An interrupted call reads nothing and leaves `ec` clear and `drained` unset.
   static std::size_t readResult(int result, std::size_t buffer_size, boost::system::error_code& ec,
                                 bool& drained) {
-    drained = false;
-    ec.clear();
     if (result > 0) {
+      ec.clear();
       drained = static_cast<std::size_t>(result) < buffer_size;
       return static_cast<std::size_t>(result);
     }
-    if (result == 0) {
-      ec = asio::error::eof;
-    } else if (result == -EAGAIN || result == -EWOULDBLOCK) {
-      drained = true;
-      ec = asio::error::would_block;
-    } else if (result != -EINTR) {
-      ec.assign(-result, boost::system::system_category());
-    }
+    ec = result == 0 ? boost::system::error_code(asio::error::eof) : errorOf(result);
+    drained = ec == asio::error::would_block;
     return 0;
   }
 
   // What a send() `result` (bytes or -errno) says: bytes sent, `ec` would_block when none could
   // be, or another error.
   static std::size_t sendResult(int result, boost::system::error_code& ec) {
-    ec.clear();
-    if (result >= 0) return static_cast<std::size_t>(result);
-    if (result == -EAGAIN || result == -EWOULDBLOCK) {
-      ec = asio::error::would_block;
-    } else if (result != -EINTR) {
-      ec.assign(-result, boost::system::system_category());
+    if (result >= 0) {
+      ec.clear();
+      return static_cast<std::size_t>(result);
     }
+    ec = errorOf(result);
     return 0;
+  }
+
+  // A system call's -errno as an error: would_block for EAGAIN, none for EINTR (nothing was
+  // done), the errno otherwise.
+  static boost::system::error_code errorOf(int result) {
+    if (result == -EAGAIN || result == -EWOULDBLOCK) return asio::error::would_block;
+    if (result == -EINTR) return {};
+    return {-result, boost::system::system_category()};
   }
 
   int nativeHandle() { return socket_.native_handle(); }

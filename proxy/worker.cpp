@@ -22,10 +22,10 @@ Worker::Worker(std::size_t index, ServerContext& context)
     : index_(index),
       context_(context),
       io_(1),
+      poller_(ReadinessPoller::of(io_)),
       cluster_(context.config.upstream.mode == config::UpstreamMode::kCluster) {
-  auto& poller = ReadinessPoller::of(io_);
-  poller.useRing(context.config.ioUring);
-  socketCallsBatched_ = poller.batch().ringActive();
+  poller_.useRing(context.config.ioUring);
+  socketCallsBatched_ = poller_.batch().ringActive();
   applyEndpoints();
   if (!cluster_) standalone_ = &nodePool(upstreamNode(), false);
 }
@@ -531,7 +531,7 @@ void Worker::deferTurnEnd(std::shared_ptr<ClientSession> session) {
 }
 
 void Worker::flushSessions(const std::vector<std::shared_ptr<ClientSession>>& sessions) {
-  SocketBatch& batch = ReadinessPoller::of(io_).batch();
+  SocketBatch& batch = poller_.batch();
   // Queueing only queues (nothing runs that could run another batch); what cannot be batched
   // (TLS, a handshake) is written after. The list is taken from the member, which keeps its
   // capacity between calls: a session's flushDone() may flush others (a nested call).

@@ -31,6 +31,7 @@
 #include "proxy/deadline_queue.hpp"
 #include "proxy/node_health.hpp"
 #include "proxy/read_sharing.hpp"
+#include "proxy/readiness_poller.hpp"
 #include "proxy/resp/limits.hpp"
 #include "proxy/resp/reply_writer.hpp"
 #include "proxy/slot_map.hpp"
@@ -323,6 +324,7 @@ class Worker {
   std::size_t index_;
   ServerContext& context_;
   asio::io_context io_;
+  ReadinessPoller& poller_;  // io_'s (an Asio service: looked up once, not per flush)
   std::thread thread_;
   WorkerStats stats_;
   const bool cluster_;
