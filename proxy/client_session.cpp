@@ -2059,7 +2059,8 @@ void ClientSession::close() {
   boost::system::error_code ignored;
   socket_.close(ignored);
   std::vector<std::uint64_t> led;
-  for (const Slot& s : slots_) {
+  for (std::size_t i = 0; i < slots_.size(); ++i) {
+    const Slot& s = slots_[i];
     if (s.flight != 0 && s.flightLeader && !s.ready) led.push_back(s.flight);
   }
   slots_.clear();

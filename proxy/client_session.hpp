@@ -37,6 +37,7 @@
 #include "proxy/readiness_poller.hpp"
 #include "proxy/resp/reply_writer.hpp"
 #include "proxy/resp/request_parser.hpp"
+#include "proxy/ring_queue.hpp"
 #include "proxy/slot_map.hpp"
 #include "proxy/tls.hpp"
 #include "proxy/upstream_connection.hpp"
@@ -363,7 +364,7 @@ class ClientSession final : public ReplySink,
   std::string nameFor_;
   std::uint64_t endpointGen_ = ~std::uint64_t{0};
 
-  std::deque<Slot> slots_;
+  RingQueue<Slot> slots_;
   // Cluster: the bytes of requests still unanswered, in send order (one buffer, not one
   // allocation per request); sentLogBase_ is the stream offset of its first byte.
   std::string sentLog_;

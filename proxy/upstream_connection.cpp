@@ -285,7 +285,7 @@ void UpstreamConnection::dispatch(std::string_view frame) {
     fail("unexpected reply from Redis with no request waiting");
     return;
   }
-  Inflight entry = std::move(fifo_.front());
+  const Inflight entry = std::move(fifo_.front());
   fifo_.pop_front();
   timeoutsInARow_ = 0;
   entry.sink->onReply(entry.tag, frame);
@@ -354,9 +354,8 @@ void UpstreamConnection::fail(std::string_view reason) {
   setState(State::kFailed);
   // Every waiting request is told now, not at its timeout: Redis being down is known at once.
   auto waiting = std::move(fifo_);
-  fifo_.clear();
-  for (auto& entry : waiting)
-    entry.sink->onFailure(entry.tag, lastError_);
+  for (std::size_t i = 0; i < waiting.size(); ++i)
+    waiting[i].sink->onFailure(waiting[i].tag, lastError_);
   if (kind_ == Kind::kDedicated && owner_ != nullptr)
     owner_->onFailure(ReplySink::kStreamTag, lastError_);
   out_.clear();

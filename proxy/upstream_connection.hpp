@@ -27,6 +27,7 @@
 #include "proxy/resp/limits.hpp"
 #include "proxy/resp/reply_scanner.hpp"
 #include "proxy/resp/reply_writer.hpp"
+#include "proxy/ring_queue.hpp"
 #include "proxy/stats.hpp"
 #include "proxy/tls.hpp"
 
@@ -175,7 +176,7 @@ class UpstreamConnection final : public ReadinessPoller::Reader,
   bool readable_ = true;
   bool readPosted_ = false;
   resp::ReplyScanner scanner_;
-  std::deque<Inflight> fifo_;
+  RingQueue<Inflight> fifo_;
   std::deque<HandshakeStep> handshake_;  // replies still expected, in order
   ReplySink* owner_ = nullptr;
   std::function<void()> batchHook_;
