@@ -20,7 +20,7 @@ class RingQueue {
   explicit RingQueue(std::size_t keep = 64) : keep_(keep) {}
   RingQueue(const RingQueue&) = delete;
   RingQueue& operator=(const RingQueue&) = delete;
-  // The moved-from queue is empty.
+  // The moved-from queue is empty. (No move assignment: nothing needs one.)
   RingQueue(RingQueue&& other) noexcept
       : cells_(std::move(other.cells_)),
         head_(std::exchange(other.head_, 0)),
@@ -28,17 +28,6 @@ class RingQueue {
         mask_(std::exchange(other.mask_, 0)),
         keep_(other.keep_) {
     other.cells_.clear();
-  }
-  RingQueue& operator=(RingQueue&& other) noexcept {
-    if (this != &other) {
-      cells_ = std::move(other.cells_);
-      other.cells_.clear();
-      head_ = std::exchange(other.head_, 0);
-      size_ = std::exchange(other.size_, 0);
-      mask_ = std::exchange(other.mask_, 0);
-      keep_ = other.keep_;
-    }
-    return *this;
   }
 
   bool empty() const { return size_ == 0; }
@@ -72,8 +61,7 @@ class RingQueue {
 
   void clear() {
     while (size_ > 0)
-      pop_front();
-    reset();
+      pop_front();  // the last one gives the array back (reset())
   }
 
  private:
@@ -97,7 +85,7 @@ class RingQueue {
   std::size_t head_ = 0;
   std::size_t size_ = 0;
   std::size_t mask_ = 0;
-  std::size_t keep_;
+  const std::size_t keep_;
 };
 
 }  // namespace keygate::proxy
