@@ -276,6 +276,12 @@ constexpr Field kUpstreamFields[] = {
          l.config().upstream.timeoutsBeforeReconnect = static_cast<std::uint32_t>(*v);
        }
      }},
+    {"coalesceAbove",
+     [](Loader& l, const Entry& e) {
+       if (auto v = l.readUint(e, 0, 1000000)) {
+         l.config().upstream.coalesceAbove = static_cast<std::uint32_t>(*v);
+       }
+     }},
 };
 
 constexpr Field kLimitsFields[] = {

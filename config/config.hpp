@@ -86,6 +86,9 @@ struct UpstreamConfig {
   // A connection is closed and replaced after this many requests in a row got no reply within
   // their endpoint budget (one slow reply never closes it); 0: never.
   std::uint32_t timeoutsBeforeReconnect = 5;
+  // Shared connections: while more than this many requests sent await replies, new requests
+  // are held and leave in one write with the next read of replies; 0: never held.
+  std::uint32_t coalesceAbove = 128;
 };
 
 struct LimitsConfig {

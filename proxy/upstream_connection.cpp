@@ -18,6 +18,8 @@ constexpr std::size_t kMaxReadChunk = 1024 * 1024;
 // buffers batch after batch; a dedicated one (one client) gives big ones back.
 constexpr std::size_t kSharedBufferKeep = kMaxReadChunk + 64 * 1024;
 constexpr std::size_t kDedicatedBufferKeep = 64 * 1024;
+// Held requests past this many bytes go out anyway: holding is for many small requests.
+constexpr std::size_t kMaxHeldBytes = 256 * 1024;
 }  // namespace
 
 UpstreamConnection::UpstreamConnection(asio::io_context& io, const UpstreamSettings& settings,
@@ -143,6 +145,7 @@ void UpstreamConnection::send(std::string_view request, std::shared_ptr<ReplySin
   }
   out_.append(request);
   fifo_.push_back(Inflight{std::move(sink), tag});
+  ++unwritten_;
   scheduleFlush();
 }
 
@@ -165,7 +168,9 @@ void UpstreamConnection::scheduleFlush() {
 
 void UpstreamConnection::flush() {
   if (writeInFlight_ || out_.empty() || state_ == State::kFailed) return;
-  if (!connected_) return;  // the handshake and everything behind it go out once connected
+  if (!connected_) return;       // the handshake and everything behind it go out once connected
+  if (holdForReplies()) return;  // the replies of what is in flight flush it (onRead)
+  unwritten_ = 0;
   writing_.swap(out_);
   writeInFlight_ = true;
   auto onWritten = [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
@@ -181,6 +186,12 @@ void UpstreamConnection::flush() {
     self->flush();
   };
   stream_.write(asio::buffer(writing_), std::move(onWritten));
+}
+
+bool UpstreamConnection::holdForReplies() const {
+  const std::size_t awaiting = fifo_.size() - unwritten_;
+  return kind_ == Kind::kShared && settings_.coalesceAbove > 0 && handshake_.empty() &&
+         awaiting > settings_.coalesceAbove && out_.size() < kMaxHeldBytes;
 }
 
 std::size_t UpstreamConnection::idleKeep() const {
@@ -263,6 +274,7 @@ void UpstreamConnection::onRead(const boost::system::error_code& ec, std::size_t
     }
     in_.consume(result.consumed);
   }
+  if (!out_.empty() && !holdForReplies()) flush();  // what was held while they were in flight
   if (batchHook_) batchHook_();
   in_.shrinkIfEmpty(idleKeep());
   if (in_.capacity() < readChunk_) readChunk_ = std::max<std::size_t>(16 * 1024, in_.capacity());
@@ -359,6 +371,7 @@ void UpstreamConnection::fail(std::string_view reason) {
   if (kind_ == Kind::kDedicated && owner_ != nullptr)
     owner_->onFailure(ReplySink::kStreamTag, lastError_);
   out_.clear();
+  unwritten_ = 0;
   if (batchHook_) batchHook_();
 }
 

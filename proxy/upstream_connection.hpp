@@ -11,6 +11,14 @@
 // The connection performs its handshake (AUTH, HELLO <proto>) before anything queued, so
 // callers may send while it is still connecting. When it fails, every request waiting on it is
 // told (onFailure) at once; it never reconnects itself: the worker replaces it.
+//
+// Write coalescing (shared connections, settings.coalesceAbove): requests parsed in one turn of
+// the event loop leave in one write. Beyond that, while Redis is busy with a deep batch (more
+// than coalesceAbove requests written and unanswered), new requests wait in keygate for that
+// batch's replies instead of following it in small writes: each of those writes would cost
+// Redis a wake-up, a read and a reply write, and on a machine whose CPUs the client, keygate and
+// Redis share, those are the throughput. A held request waits at most until the replies of the
+// requests ahead of it arrive, which Redis answers first anyway (docs/benchmarks.md).
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
@@ -62,6 +70,10 @@ struct UpstreamSettings {
   // Closed (and replaced by the worker) after this many requests in a row got no reply within
   // their budget: the link is likely dead (no RST from a vanished host). 0: never.
   std::uint32_t timeoutsBeforeReconnect = 5;
+  // Shared connections: while more than this many requests sent await their replies, requests
+  // that come meanwhile are held and leave together, in one write, once a read of replies
+  // brings the number at or under it. 0: every turn's requests leave at once.
+  std::uint32_t coalesceAbove = 128;
   // TLS (upstream.tls): the shared client context (null: plain TCP); the name sent as SNI and
   // checked in Redis's certificate (empty: `host`); verify false skips the check.
   std::shared_ptr<asio::ssl::context> tls;
@@ -146,6 +158,7 @@ class UpstreamConnection final : public ReadinessPoller::Reader,
   bool handleHandshakeReply(std::string_view frame);
   void scheduleFlush();
   void flush();
+  bool holdForReplies() const;
   void fail(std::string_view reason);
   void setState(State s);
 
@@ -162,8 +175,9 @@ class UpstreamConnection final : public ReadinessPoller::Reader,
   State state_ = State::kConnecting;
   StateCallback onState_;
 
-  std::string out_;      // queued, not yet written
-  std::string writing_;  // being written
+  std::string out_;            // queued, not yet written
+  std::string writing_;        // being written
+  std::size_t unwritten_ = 0;  // requests in out_: the last ones in fifo_
   bool connected_ = false;
   bool writeInFlight_ = false;
   bool flushScheduled_ = false;

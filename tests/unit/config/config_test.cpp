@@ -47,6 +47,7 @@ void checkDefaults(const Config& c) {
   CHECK(c.upstream.password.empty());
   CHECK(c.upstream.connectTimeout == milliseconds(1000));
   CHECK(c.upstream.connectionsPerWorker == 1);
+  CHECK(c.upstream.coalesceAbove == 128);
   CHECK(c.limits.maxClients == d.limits.maxClients);
   CHECK(c.limits.maxBulkBytes == d.limits.maxBulkBytes);
   CHECK(c.limits.maxArrayElements == d.limits.maxArrayElements);
@@ -86,6 +87,7 @@ upstream:
   password: "s3cret: #1"
   connectTimeout: 250ms
   connectionsPerWorker: 2
+  coalesceAbove: 0
 limits:
   maxClients: 5000
   maxBulkBytes: 64MiB
@@ -113,6 +115,7 @@ shutdown:
   CHECK(c.upstream.password == "s3cret: #1");
   CHECK(c.upstream.connectTimeout == milliseconds(250));
   CHECK(c.upstream.connectionsPerWorker == 2);
+  CHECK(c.upstream.coalesceAbove == 0);
   CHECK(c.limits.maxClients == 5000);
   CHECK(c.limits.maxBulkBytes == 64ull * 1024 * 1024);
   CHECK(c.limits.maxArrayElements == 100000);
@@ -196,6 +199,9 @@ TEST_CASE("each key rejects bad values at the value's position", "[config][load]
        "must be between 1 and 64, got 0"},
       {"upstream:\n  connectionsPerWorker: 65\n", 2, 25, "upstream.connectionsPerWorker",
        "must be between 1 and 64"},
+      {"upstream:\n  coalesceAbove: \"8\"\n", 2, 18, "upstream.coalesceAbove", "remove the quotes"},
+      {"upstream:\n  coalesceAbove: 1000001\n", 2, 18, "upstream.coalesceAbove",
+       "must be between 0 and 1000000"},
       {"limits:\n  maxClients: 0\n", 2, 15, "limits.maxClients", "must be between 1 and 1000000"},
       {"limits:\n  maxClients: 1000001\n", 2, 15, "limits.maxClients",
        "must be between 1 and 1000000"},
@@ -535,6 +541,7 @@ TEST_CASE("the reference and the example mention every key", "[config][docs]") {
                          "upstream.password",
                          "upstream.connectTimeout",
                          "upstream.connectionsPerWorker",
+                         "upstream.coalesceAbove",
                          "limits.maxClients",
                          "limits.maxBulkBytes",
                          "limits.maxArrayElements",
