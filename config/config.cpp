@@ -276,10 +276,10 @@ constexpr Field kUpstreamFields[] = {
          l.config().upstream.timeoutsBeforeReconnect = static_cast<std::uint32_t>(*v);
        }
      }},
-    {"coalesceAbove",
+    {"deferSendsAbove",
      [](Loader& l, const Entry& e) {
        if (auto v = l.readUint(e, 0, 1000000)) {
-         l.config().upstream.coalesceAbove = static_cast<std::uint32_t>(*v);
+         l.config().upstream.deferSendsAbove = static_cast<std::uint32_t>(*v);
        }
      }},
 };

@@ -88,7 +88,7 @@ struct UpstreamConfig {
   std::uint32_t timeoutsBeforeReconnect = 5;
   // Shared connections: while more than this many requests sent await replies, new requests
   // are held and leave in one write with the next read of replies; 0: never held.
-  std::uint32_t coalesceAbove = 128;
+  std::uint32_t deferSendsAbove = 128;
 };
 
 struct LimitsConfig {

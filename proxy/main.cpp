@@ -134,7 +134,7 @@ int main(int argc, char** argv) {
     }
   }
   context.upstream.timeoutsBeforeReconnect = cfg.upstream.timeoutsBeforeReconnect;
-  context.upstream.coalesceAbove = cfg.upstream.coalesceAbove;
+  context.upstream.deferSendsAbove = cfg.upstream.deferSendsAbove;
   context.limits.maxBulkBytes = cfg.limits.maxBulkBytes;
   context.limits.maxArrayElements = cfg.limits.maxArrayElements;
   context.limits.maxNestingDepth = cfg.limits.maxNestingDepth;

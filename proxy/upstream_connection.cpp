@@ -190,8 +190,8 @@ void UpstreamConnection::flush() {
 
 bool UpstreamConnection::holdForReplies() const {
   const std::size_t awaiting = fifo_.size() - unwritten_;
-  return kind_ == Kind::kShared && settings_.coalesceAbove > 0 && handshake_.empty() &&
-         awaiting > settings_.coalesceAbove && out_.size() < kMaxHeldBytes;
+  return kind_ == Kind::kShared && settings_.deferSendsAbove > 0 && handshake_.empty() &&
+         awaiting > settings_.deferSendsAbove && out_.size() < kMaxHeldBytes;
 }
 
 std::size_t UpstreamConnection::idleKeep() const {

@@ -12,9 +12,9 @@
 // callers may send while it is still connecting. When it fails, every request waiting on it is
 // told (onFailure) at once; it never reconnects itself: the worker replaces it.
 //
-// Write coalescing (shared connections, settings.coalesceAbove): requests parsed in one turn of
+// Deferred sends (shared connections, settings.deferSendsAbove): requests parsed in one turn of
 // the event loop leave in one write. Beyond that, while Redis is busy with a deep batch (more
-// than coalesceAbove requests written and unanswered), new requests wait in keygate for that
+// than deferSendsAbove requests written and unanswered), new requests wait in keygate for that
 // batch's replies instead of following it in small writes: each of those writes would cost
 // Redis a wake-up, a read and a reply write, and on a machine whose CPUs the client, keygate and
 // Redis share, those are the throughput. A held request waits at most until the replies of the
@@ -73,7 +73,7 @@ struct UpstreamSettings {
   // Shared connections: while more than this many requests sent await their replies, requests
   // that come meanwhile are held and leave together, in one write, once a read of replies
   // brings the number at or under it. 0: every turn's requests leave at once.
-  std::uint32_t coalesceAbove = 128;
+  std::uint32_t deferSendsAbove = 128;
   // TLS (upstream.tls): the shared client context (null: plain TCP); the name sent as SNI and
   // checked in Redis's certificate (empty: `host`); verify false skips the check.
   std::shared_ptr<asio::ssl::context> tls;

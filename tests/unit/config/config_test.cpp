@@ -47,7 +47,7 @@ void checkDefaults(const Config& c) {
   CHECK(c.upstream.password.empty());
   CHECK(c.upstream.connectTimeout == milliseconds(1000));
   CHECK(c.upstream.connectionsPerWorker == 1);
-  CHECK(c.upstream.coalesceAbove == 128);
+  CHECK(c.upstream.deferSendsAbove == 128);
   CHECK(c.limits.maxClients == d.limits.maxClients);
   CHECK(c.limits.maxBulkBytes == d.limits.maxBulkBytes);
   CHECK(c.limits.maxArrayElements == d.limits.maxArrayElements);
@@ -87,7 +87,7 @@ upstream:
   password: "s3cret: #1"
   connectTimeout: 250ms
   connectionsPerWorker: 2
-  coalesceAbove: 0
+  deferSendsAbove: 0
 limits:
   maxClients: 5000
   maxBulkBytes: 64MiB
@@ -115,7 +115,7 @@ shutdown:
   CHECK(c.upstream.password == "s3cret: #1");
   CHECK(c.upstream.connectTimeout == milliseconds(250));
   CHECK(c.upstream.connectionsPerWorker == 2);
-  CHECK(c.upstream.coalesceAbove == 0);
+  CHECK(c.upstream.deferSendsAbove == 0);
   CHECK(c.limits.maxClients == 5000);
   CHECK(c.limits.maxBulkBytes == 64ull * 1024 * 1024);
   CHECK(c.limits.maxArrayElements == 100000);
@@ -199,8 +199,9 @@ TEST_CASE("each key rejects bad values at the value's position", "[config][load]
        "must be between 1 and 64, got 0"},
       {"upstream:\n  connectionsPerWorker: 65\n", 2, 25, "upstream.connectionsPerWorker",
        "must be between 1 and 64"},
-      {"upstream:\n  coalesceAbove: \"8\"\n", 2, 18, "upstream.coalesceAbove", "remove the quotes"},
-      {"upstream:\n  coalesceAbove: 1000001\n", 2, 18, "upstream.coalesceAbove",
+      {"upstream:\n  deferSendsAbove: \"8\"\n", 2, 20, "upstream.deferSendsAbove",
+       "remove the quotes"},
+      {"upstream:\n  deferSendsAbove: 1000001\n", 2, 20, "upstream.deferSendsAbove",
        "must be between 0 and 1000000"},
       {"limits:\n  maxClients: 0\n", 2, 15, "limits.maxClients", "must be between 1 and 1000000"},
       {"limits:\n  maxClients: 1000001\n", 2, 15, "limits.maxClients",
@@ -541,7 +542,7 @@ TEST_CASE("the reference and the example mention every key", "[config][docs]") {
                          "upstream.password",
                          "upstream.connectTimeout",
                          "upstream.connectionsPerWorker",
-                         "upstream.coalesceAbove",
+                         "upstream.deferSendsAbove",
                          "limits.maxClients",
                          "limits.maxBulkBytes",
                          "limits.maxArrayElements",

@@ -108,11 +108,11 @@ std::string command(std::string_view name, std::string_view arg) {
 
 // A shared connection to the fake, past its handshake.
 struct Connected {
-  explicit Connected(std::uint32_t coalesceAbove) {
+  explicit Connected(std::uint32_t deferSendsAbove) {
     UpstreamSettings settings;
     settings.host = "127.0.0.1";
     settings.port = redis.port;
-    settings.coalesceAbove = coalesceAbove;
+    settings.deferSendsAbove = deferSendsAbove;
     conn = std::make_shared<UpstreamConnection>(io, settings, resp::Protocol::kResp2,
                                                 UpstreamConnection::Kind::kShared, stats);
     conn->start();
@@ -163,7 +163,7 @@ TEST_CASE("upstream: requests parsed in one turn leave in one write") {
   CHECK(c.redis.take() == Connected::gets(1, 3));
 }
 
-TEST_CASE("upstream: past coalesceAbove awaiting replies, new requests wait for them") {
+TEST_CASE("upstream: past deferSendsAbove awaiting replies, new requests wait for them") {
   Connected c(2);
   for (std::uint64_t t = 1; t <= 3; ++t)
     c.get(t);
@@ -194,7 +194,7 @@ TEST_CASE("upstream: past coalesceAbove awaiting replies, new requests wait for 
   CHECK(c.sink->failed.empty());
 }
 
-TEST_CASE("upstream: coalesceAbove 0 never holds a request") {
+TEST_CASE("upstream: deferSendsAbove 0 never holds a request") {
   Connected c(0);
   for (std::uint64_t t = 1; t <= 3; ++t)
     c.get(t);
