@@ -589,6 +589,9 @@ std::vector<prometheus::MetricFamily> ProxyCollector::Collect() const {
       family("keygate_upstream_timeout_closes_total",
              "Upstream connections closed after timeoutsBeforeReconnect timeouts in a row",
              MetricType::Counter, sum(&WorkerStats::upstreamTimeoutCloses)));
+  out.push_back(family("keygate_upstream_deferred_sends_total",
+                       "Upstream writes held until replies of a deep batch came (deferSendsAbove)",
+                       MetricType::Counter, sum(&WorkerStats::deferredSends)));
   out.push_back(family("keygate_upstream_late_replies_total",
                        "Redis replies dropped because keygate had answered at the deadline",
                        MetricType::Counter, sum(&WorkerStats::lateReplies)));

@@ -27,6 +27,7 @@ struct WorkerStats {
   Counter upstreamErrorsReplied{0};  // requests answered with UNAVAILABLE
   Counter upstreamTimeoutCloses{0};  // connections closed after timeoutsBeforeReconnect
   Counter lateReplies{0};            // replies dropped: keygate had answered at the deadline
+  Counter deferredSends{0};          // upstream writes held behind a deep batch (deferSendsAbove)
   Counter dedicatedConnections{0};   // dedicated upstream connections opened
   Counter bytesFromClients{0};
   Counter bytesToClients{0};

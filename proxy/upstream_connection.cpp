@@ -168,8 +168,13 @@ void UpstreamConnection::scheduleFlush() {
 
 void UpstreamConnection::flush() {
   if (writeInFlight_ || out_.empty() || state_ == State::kFailed) return;
-  if (!connected_) return;       // the handshake and everything behind it go out once connected
-  if (holdForReplies()) return;  // the replies of what is in flight flush it (onRead)
+  if (!connected_) return;  // the handshake and everything behind it go out once connected
+  if (holdForReplies()) {   // the replies of what is in flight flush it (onRead)
+    if (!holding_) WorkerStats::add(stats_.deferredSends);
+    holding_ = true;
+    return;
+  }
+  holding_ = false;
   unwritten_ = 0;
   writing_.swap(out_);
   writeInFlight_ = true;
@@ -372,6 +377,7 @@ void UpstreamConnection::fail(std::string_view reason) {
     owner_->onFailure(ReplySink::kStreamTag, lastError_);
   out_.clear();
   unwritten_ = 0;
+  holding_ = false;
   if (batchHook_) batchHook_();
 }
 

@@ -178,6 +178,7 @@ class UpstreamConnection final : public ReadinessPoller::Reader,
   std::string out_;            // queued, not yet written
   std::string writing_;        // being written
   std::size_t unwritten_ = 0;  // requests in out_: the last ones in fifo_
+  bool holding_ = false;       // out_ waits for replies (deferSendsAbove)
   bool connected_ = false;
   bool writeInFlight_ = false;
   bool flushScheduled_ = false;

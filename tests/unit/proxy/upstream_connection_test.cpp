@@ -176,6 +176,7 @@ TEST_CASE("upstream: past deferSendsAbove awaiting replies, new requests wait fo
   c.get(5);
   settle(c.io);
   CHECK(c.redis.take().empty());
+  CHECK(c.stats.deferredSends == 1);  // one held write, whatever it holds
 
   // One reply leaves two awaiting: both held requests leave, together.
   c.redis.send("$2\r\nv1\r\n");
@@ -202,6 +203,7 @@ TEST_CASE("upstream: deferSendsAbove 0 never holds a request") {
   c.get(4);
   settle(c.io);
   CHECK(c.redis.take() == Connected::gets(4, 4));
+  CHECK(c.stats.deferredSends == 0);
 }
 
 TEST_CASE("upstream: held requests past 256 KiB go out without waiting") {
