@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "proxy/tls.hpp"
+#include "tests/unit/proxy/io_loop.hpp"
 
 namespace keygate::proxy {
 namespace {
@@ -52,23 +53,8 @@ class Recorder final : public ReadinessPoller::Reader {
   char buf[256];
 };
 
-// Runs the io_context until `done` or a generous bound; returns whether `done` came.
-bool runUntil(boost::asio::io_context& io, const std::function<bool()>& done) {
-  const auto until = std::chrono::steady_clock::now() + 5s;
-  while (!done() && std::chrono::steady_clock::now() < until) {
-    io.restart();
-    io.run_one_for(10ms);
-  }
-  return done();
-}
-
-// Runs every handler that is ready now (and the reactor, without blocking), a few times over.
-void settle(boost::asio::io_context& io) {
-  for (int i = 0; i < 5; ++i) {
-    io.restart();
-    io.poll();
-  }
-}
+using test::runUntil;
+using test::settle;
 
 TEST_CASE("poller: a reader is told when its socket has data, and not before") {
   boost::asio::io_context io;

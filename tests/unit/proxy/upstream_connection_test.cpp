@@ -13,6 +13,8 @@
 #include <utility>
 #include <vector>
 
+#include "tests/unit/proxy/io_loop.hpp"
+
 namespace keygate::proxy {
 namespace {
 
@@ -82,23 +84,8 @@ class RecordingSink final : public ReplySink {
   std::vector<std::uint64_t> failed;
 };
 
-bool runUntil(boost::asio::io_context& io, const std::function<bool()>& done) {
-  const auto until = std::chrono::steady_clock::now() + 5s;
-  while (!done() && std::chrono::steady_clock::now() < until) {
-    io.restart();
-    io.run_one_for(10ms);
-  }
-  return done();
-}
-
-// Runs every handler that is ready now, a few times over (writes are attempted at once, so
-// whatever keygate would write is in the fake's socket when this returns).
-void settle(boost::asio::io_context& io) {
-  for (int i = 0; i < 5; ++i) {
-    io.restart();
-    io.poll();
-  }
-}
+using test::runUntil;
+using test::settle;
 
 std::string command(std::string_view name, std::string_view arg) {
   std::string out;
@@ -138,6 +125,12 @@ struct Connected {
       out += command("GET", key(t));
     return out;
   }
+  // Requests 1..n sent, and received by the fake.
+  void written(std::uint64_t n) {
+    for (std::uint64_t t = 1; t <= n; ++t)
+      get(t);
+    REQUIRE(redisGets(gets(1, n)));
+  }
   // Waits until the fake has been sent exactly `expected` (in one or more reads).
   bool redisGets(const std::string& expected) {
     std::string got;
@@ -165,9 +158,7 @@ TEST_CASE("upstream: requests parsed in one turn leave in one write") {
 
 TEST_CASE("upstream: past deferSendsAbove awaiting replies, new requests wait for them") {
   Connected c(2);
-  for (std::uint64_t t = 1; t <= 3; ++t)
-    c.get(t);
-  REQUIRE(c.redisGets(Connected::gets(1, 3)));
+  c.written(3);
   CHECK(c.conn->inflight() == 3);
 
   // Three await their replies, more than 2: these two are held.
@@ -197,9 +188,7 @@ TEST_CASE("upstream: past deferSendsAbove awaiting replies, new requests wait fo
 
 TEST_CASE("upstream: deferSendsAbove 0 never holds a request") {
   Connected c(0);
-  for (std::uint64_t t = 1; t <= 3; ++t)
-    c.get(t);
-  REQUIRE(c.redisGets(Connected::gets(1, 3)));
+  c.written(3);
   c.get(4);
   settle(c.io);
   CHECK(c.redis.take() == Connected::gets(4, 4));
@@ -208,9 +197,7 @@ TEST_CASE("upstream: deferSendsAbove 0 never holds a request") {
 
 TEST_CASE("upstream: held requests past 256 KiB go out without waiting") {
   Connected c(1);
-  for (std::uint64_t t = 1; t <= 2; ++t)
-    c.get(t);
-  REQUIRE(c.redisGets(Connected::gets(1, 2)));
+  c.written(2);
   c.get(3);
   settle(c.io);
   CHECK(c.redis.take().empty());
@@ -223,9 +210,7 @@ TEST_CASE("upstream: held requests past 256 KiB go out without waiting") {
 
 TEST_CASE("upstream: requests held when the connection fails are told at once") {
   Connected c(1);
-  for (std::uint64_t t = 1; t <= 2; ++t)
-    c.get(t);
-  REQUIRE(c.redisGets(Connected::gets(1, 2)));
+  c.written(2);
   c.get(3);
   c.get(4);
   settle(c.io);
