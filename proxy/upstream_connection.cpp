@@ -279,7 +279,7 @@ void UpstreamConnection::onRead(const boost::system::error_code& ec, std::size_t
     }
     in_.consume(result.consumed);
   }
-  if (!out_.empty() && !holdForReplies()) flush();  // what was held while they were in flight
+  flush();  // what was held while these replies' requests were in flight, unless still held
   if (batchHook_) batchHook_();
   in_.shrinkIfEmpty(idleKeep());
   if (in_.capacity() < readChunk_) readChunk_ = std::max<std::size_t>(16 * 1024, in_.capacity());
