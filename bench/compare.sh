@@ -38,7 +38,7 @@
 #   CLIENT_THREADS [2; cluster: 1]  redis-benchmark --threads for every target (empty: none,
 #                         so --cluster uses one thread per master and plain runs none). One
 #                         client thread is the bottleneck at pipeline 1 in standalone mode (it
-#                         keeps a CPU 92-95% busy behind every target), so two are the default.
+#                         kept its CPU 90-95% busy behind both proxies), so two are the default.
 #                         With two or more, redis-benchmark ends a run on a 250 ms timer tick:
 #                         the longer default runs keep that rounding under ~2.5%.
 #   KEYGATE               keygate binary [build-release/proxy/keygate, else build-bench/...]
@@ -76,12 +76,9 @@ TARGETS=${TARGETS:-$DEFAULT_TARGETS}
 RUN_TIMEOUT=${RUN_TIMEOUT:-300}
 # redis-benchmark --cluster runs one thread per master unless told; on 2 CPUs that is slower
 # than one thread, and plain redis-benchmark has none. The same --threads for all targets keeps
-# the client side alike. In standalone mode one client thread saturates its CPU at pipeline 1
-# (it, not the target, sets the rate there), hence two.
+# the client side alike; why two in standalone mode, and the longer runs then: CLIENT_THREADS
+# above.
 if [[ $MODE == cluster ]]; then CLIENT_THREADS=${CLIENT_THREADS-1}; else CLIENT_THREADS=${CLIENT_THREADS-2}; fi
-# With --threads 2 or more, redis-benchmark's run ends when each thread's 250 ms throughput
-# timer next sees the work done, so its elapsed time is rounded up by up to 250 ms: runs of
-# about 10 s keep that under ~2.5%. (One thread, or none, stops on the last reply.)
 if [[ -n $CLIENT_THREADS ]] && ((CLIENT_THREADS > 1)); then
     N_P1=${N_P1:-600000} N_P16=${N_P16:-4000000}
 else
