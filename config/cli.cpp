@@ -21,7 +21,7 @@ struct Flag {
 };
 
 // The one list of flags: parsing and usage() both read it.
-constexpr std::array<Flag, 11> kFlags = {{
+constexpr std::array<Flag, 12> kFlags = {{
     {"--config", "", "FILE", "/etc/keygate/keygate.yaml",
      "YAML configuration file (without it, the built-in defaults)",
      [](CliOptions& o, std::string v) { o.configPath = std::move(v); }},
@@ -39,6 +39,9 @@ constexpr std::array<Flag, 11> kFlags = {{
     {"--registry", "", "FILE", "/etc/keygate/registry/registry.yaml",
      "key registry to enforce (overrides registry; `keygate check FILE` lints one)",
      [](CliOptions& o, std::string v) { o.overrides.registry = std::move(v); }},
+    {"--registry-mode", "", "MODE", "audit",
+     "enforce or audit, whatever the registry file's mode says (overrides registryMode)",
+     [](CliOptions& o, std::string v) { o.overrides.registryMode = std::move(v); }},
     {"--threads", "", "N", "4", "worker threads, 0 for one per core (overrides threads)",
      [](CliOptions& o, std::string v) { o.overrides.threads = std::move(v); }},
     {"--log-level", "", "LEVEL", "info",

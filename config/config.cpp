@@ -117,6 +117,11 @@ std::vector<Problem> crossCheck(const Config& c,
                         "admin.metricsListen " + c.metricsListen->str() +
                             " collides with another listener; give /metrics its own port"});
   }
+  if (c.registryMode && c.registryPath.empty()) {
+    problems.push_back({{"registryMode", "registry"},
+                        "registryMode sets the mode of the key registry, and none is "
+                        "configured; set registry: FILE (or --registry FILE), or remove it"});
+  }
   if (c.acl.enabled() && !c.tenant.empty()) {
     problems.push_back({{"tenant", "acl.users"},
                         "with acl.users, tenants are bound per user (acl.users[].tenant); "
@@ -456,6 +461,12 @@ constexpr Field kTopFields[] = {
                                "give the key registry file, e.g. registry: "
                                "/etc/keygate/registry/registry.yaml, or remove the key")) {
          l.config().registryPath = *v;
+       }
+     }},
+    {"registryMode",
+     [](Loader& l, const Entry& e) {
+       if (auto i = l.readChoice(e, kRegistryModes, "registry mode")) {
+         l.config().registryMode = *i == 0 ? RegistryMode::kEnforce : RegistryMode::kAudit;
        }
      }},
     {"tenant",
@@ -876,6 +887,14 @@ void applyOverrides(const Overrides& overrides, LoadResult& result) {
         fail("--registry", "an empty path; give the key registry file");
       } else {
         c.registryPath = *overrides.registry;
+      }
+    }
+    if (overrides.registryMode) {
+      if (auto v = parseChoice(*overrides.registryMode, kRegistryModes, "registry mode")) {
+        c.registryMode = *v.value == 0 ? RegistryMode::kEnforce : RegistryMode::kAudit;
+        flagOf["registryMode"] = "--registry-mode";
+      } else {
+        fail("--registry-mode", v.error);
       }
     }
     if (overrides.threads) {

@@ -22,6 +22,8 @@ struct HostPort {
 
 enum class LogFormat : std::uint8_t { kText, kJson };
 enum class UpstreamMode : std::uint8_t { kStandalone, kCluster };
+// The key registry's mode (docs/registry.md): enforce refuses violations, audit only counts them.
+enum class RegistryMode : std::uint8_t { kEnforce, kAudit };
 // Cluster mode: where read-only commands go. replicaPreferred reads may be stale (replication is
 // asynchronous) and are not ordered against the client's own writes.
 enum class ReadFrom : std::uint8_t { kMaster, kReplicaPreferred };
@@ -127,6 +129,10 @@ struct Config {
   std::chrono::milliseconds shutdownDrainTimeout{10000};
   // The key registry file (docs/registry.md); empty: no registry, keys are not checked.
   std::string registryPath;
+  // registryMode / --registry-mode: puts the registry in this mode whatever its file's top-level
+  // `mode:` says, on every load and reload (a pattern's own `mode:` still applies to it). Unset:
+  // the file decides.
+  std::optional<RegistryMode> registryMode;
   // The tenant every client connection of the listener is bound to (its keys' <tenant> must
   // be this one); empty: not bound.
   std::string tenant;
@@ -148,7 +154,8 @@ struct ConfigError {
 
 // Command-line flags that override the file. Unset optionals leave the file's value.
 struct Overrides {
-  std::optional<std::string> listen, upstream, admin, threads, logLevel, logFormat, registry;
+  std::optional<std::string> listen, upstream, admin, threads, logLevel, logFormat, registry,
+      registryMode;
   // "HOST:PORT,HOST:PORT,...": sets upstream.mode: cluster with these seeds.
   std::optional<std::string> cluster;
 };
@@ -167,8 +174,8 @@ struct CliResult {
 };
 
 // Parses `keygate [--config FILE] [--listen HOST:PORT] [--upstream HOST:PORT]
-// [--cluster HOST:PORT,...] [--admin HOST:PORT] [--threads N] [--log-level LEVEL]
-// [--log-format text|json] [--help] [--version]`.
+// [--cluster HOST:PORT,...] [--admin HOST:PORT] [--registry FILE] [--registry-mode MODE]
+// [--threads N] [--log-level LEVEL] [--log-format text|json] [--help] [--version]`.
 // Accepts both `--flag value` and `--flag=value`.
 CliResult parseCommandLine(int argc, const char* const* argv);
 std::string usage();

@@ -43,7 +43,6 @@ constexpr milliseconds kMaxTtl = std::chrono::hours(24 * 365);
 // Only so that parse errors come from the duration grammar; the range is checked here.
 constexpr milliseconds kAnyDuration = std::chrono::hours(1'000'000);
 
-constexpr std::array<std::string_view, 2> kModes = {"enforce", "audit"};
 constexpr std::array<std::string_view, 2> kKinds = {"key", "channel"};
 constexpr std::array<std::string_view, 2> kMissingChoices = {"inject", "reject"};
 constexpr std::array<std::string_view, 2> kTooLongChoices = {"clamp", "reject"};
@@ -338,7 +337,7 @@ constexpr Field kPatternFields[] = {
     {"ttl", [](RegistryLoader& l, const Entry& e) { l.readTtl(e); }},
     {"mode",
      [](RegistryLoader& l, const Entry& e) {
-       if (auto i = l.readChoice(e, kModes, "mode")) {
+       if (auto i = l.readChoice(e, kRegistryModes, "mode")) {
          l.pattern().mode = *i == 0 ? RegistryMode::kEnforce : RegistryMode::kAudit;
        }
      }},
@@ -486,7 +485,7 @@ constexpr Field kTopFields[] = {
      }},
     {"mode",
      [](RegistryLoader& l, const Entry& e) {
-       if (auto i = l.readChoice(e, kModes, "mode")) {
+       if (auto i = l.readChoice(e, kRegistryModes, "mode")) {
          l.registry().mode = *i == 0 ? RegistryMode::kEnforce : RegistryMode::kAudit;
        }
      }},

@@ -23,7 +23,6 @@ struct SourcePos {
   int column = 0;
 };
 
-enum class RegistryMode : std::uint8_t { kEnforce, kAudit };
 enum class MissingTtl : std::uint8_t { kInject, kReject };
 enum class TooLongTtl : std::uint8_t { kClamp, kReject };
 enum class PatternKind : std::uint8_t { kKey, kChannel };  // channel: a pub/sub channel name

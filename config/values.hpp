@@ -36,6 +36,7 @@ inline constexpr std::string_view kThreadsHint = "use 0 for one worker per core"
 inline constexpr std::array<std::string_view, 7> kLogLevels = {"trace", "debug",    "info", "warn",
                                                                "error", "critical", "off"};
 inline constexpr std::array<std::string_view, 2> kLogFormats = {"text", "json"};
+inline constexpr std::array<std::string_view, 2> kRegistryModes = {"enforce", "audit"};
 inline constexpr std::array<std::string_view, 2> kUpstreamModes = {"standalone", "cluster"};
 inline constexpr std::array<std::string_view, 2> kReadFromChoices = {"master", "replicaPreferred"};
 

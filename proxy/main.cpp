@@ -158,7 +158,7 @@ int main(int argc, char** argv) {
   std::shared_ptr<const keygate::policies::CompiledRegistry> registry;
   if (!cfg.registryPath.empty()) {
     std::vector<config::ConfigError> errors;
-    registry = proxy::loadCompiledRegistry(cfg.registryPath, &errors);
+    registry = proxy::loadCompiledRegistry(cfg.registryPath, &errors, nullptr, cfg.registryMode);
     if (!registry) {
       for (const auto& e : errors)
         std::cerr << e.str() << "\n";
@@ -166,6 +166,10 @@ int main(int argc, char** argv) {
                 << "; keygate did not start\n";
       return 2;
     }
+    const bool audit = registry->source().mode == config::RegistryMode::kAudit;
+    spdlog::get("main")->info("registry {}: {} patterns, {} mode{}", cfg.registryPath,
+                              registry->patternCount(), audit ? "audit" : "enforce",
+                              cfg.registryMode ? " (set by registryMode / --registry-mode)" : "");
   }
 
   if (cfg.acl.enabled()) {

@@ -14,9 +14,11 @@
 namespace keygate::proxy {
 
 std::shared_ptr<const policies::CompiledRegistry> loadCompiledRegistry(
-    const std::string& path, std::vector<config::ConfigError>* errors, const std::string* text) {
+    const std::string& path, std::vector<config::ConfigError>* errors, const std::string* text,
+    std::optional<config::RegistryMode> mode) {
   auto loaded =
       text != nullptr ? config::loadRegistryText(*text, path) : config::loadRegistryFile(path);
+  if (mode) loaded.registry.mode = *mode;
   // Patterns are compiled even when the file has other errors, so one run reports every
   // mistake (a bad duration and an overlap together), in file order.
   std::vector<config::ConfigError> compileErrors;
@@ -133,7 +135,7 @@ void RegistryWatcher::reloadIfChanged() {
 std::string RegistryWatcher::reload(std::string_view why, const std::string* text) {
   auto log = spdlog::get("main");
   std::vector<config::ConfigError> errors;
-  auto fresh = loadCompiledRegistry(path_, &errors, text);
+  auto fresh = loadCompiledRegistry(path_, &errors, text, context_.config.registryMode);
   if (!fresh) {
     context_.registryReloadFailures.fetch_add(1, std::memory_order_relaxed);
     log->error("registry {} ({}): {} error{}; the rules in force stay as they were", path_, why,

@@ -11,6 +11,7 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -23,10 +24,11 @@ namespace asio = boost::asio;
 struct ServerContext;
 
 // Loads and compiles a registry file; null with `errors` filled when it is not valid. `text`:
-// the file's bytes, already read (errors still name `path`).
+// the file's bytes, already read (errors still name `path`). `mode`: the config's registryMode,
+// which replaces the file's top-level mode.
 std::shared_ptr<const policies::CompiledRegistry> loadCompiledRegistry(
     const std::string& path, std::vector<config::ConfigError>* errors,
-    const std::string* text = nullptr);
+    const std::string* text = nullptr, std::optional<config::RegistryMode> mode = std::nullopt);
 
 class RegistryWatcher {
  public:

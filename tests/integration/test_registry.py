@@ -631,6 +631,53 @@ class StandaloneRegistryTest(RegistryChecks, h.KeygateTestCase):
             self.assertEqual(c.call("SET", "cpq:{tenant-globex}:offering:o1:current", "v"), "OK")
             self.assertEqual(c.call("PING"), "PONG")
 
+    def test_registry_mode_overrides_the_file_across_reloads(self):
+        # An enforcing file run in audit mode by --registry-mode (as ./scripts/run does with the
+        # example registry): forwarded and counted, no TTL injected, and still so after a reload.
+        path = write_file(os.path.join(self.workdir, "registry-mode", "registry.yaml"), REGISTRY)
+        admin = h.free_port()
+        kg = self.start_private_keygate(config=f"admin: {h.HOST}:{admin}\nregistry: {path}\n",
+                                        extra_args=["--registry-mode", "audit"])
+        direct = self.redis_for("")
+        with kg.client(timeout=h.scaled(10)) as c:
+            unknown0 = reason_metric(admin, AUDITED, "unknown_key")
+            refused0 = reason_metric(admin, REFUSED, "unknown_key")
+            self.assertEqual(c.call("SET", "mode:a", "b"), "OK")
+            self.assertEqual(c.call("GET", "mode:a"), b"b")
+            self.assertEqual(direct.call("GET", "mode:a"), b"b")
+            self.assertEqual(c.call("SET", "cache:item:mode1", "v"), "OK")
+            self.assertEqual(direct.call("PTTL", "cache:item:mode1"), -1,
+                             "audit mode must forward the write unchanged")
+            self.assertEqual(c.call("SET", "lock:mode1", "v"), "OK", "ttl.missing: reject audited")
+            self.assertEqual(reason_metric(admin, AUDITED, "unknown_key") - unknown0, 2)
+            self.assertEqual(reason_metric(admin, REFUSED, "unknown_key") - refused0, 0)
+
+            reloads0 = h.metric(h.admin_metrics(admin), "keygate_registry_reloads_total")
+            write_file(path, REGISTRY.replace("mode: enforce\n", "mode: enforce\n"
+                                              "denyCommands: [RANDOMKEY]\n"))
+            deadline = time.monotonic() + h.scaled(10)
+            while (h.metric(h.admin_metrics(admin), "keygate_registry_reloads_total") == reloads0
+                   and time.monotonic() < deadline):
+                time.sleep(0.05)
+            self.assertGreater(h.metric(h.admin_metrics(admin), "keygate_registry_reloads_total"),
+                               reloads0, "the changed file was not reloaded")
+            self.assertEqual(c.call("SET", "mode:after-reload", "v"), "OK",
+                             "--registry-mode audit lost on reload")
+            denied0 = reason_metric(admin, AUDITED, "denied")
+            self.assertFalse(isinstance(c.call("RANDOMKEY"), h.ErrorReply), "RANDOMKEY refused")
+            self.assertEqual(reason_metric(admin, AUDITED, "denied") - denied0, 1,
+                             "the reloaded file's denyCommands apply, audited")
+            self.assertEqual(reason_metric(admin, AUDITED, "unknown_key") - unknown0, 3)
+
+        # The flag wins over the config file's registryMode, in the other direction too.
+        admin2 = h.free_port()
+        kg2 = self.start_private_keygate(
+            config=f"admin: {h.HOST}:{admin2}\nregistry: {path}\nregistryMode: audit\n",
+            extra_args=["--registry-mode", "enforce"], name="keygate-registry-mode-enforce")
+        with kg2.client(timeout=h.scaled(10)) as c:
+            self.assert_error(c.call("SET", "mode:b", "v"), "KEYUNKNOWN", "--registry-mode enforce")
+            self.assert_absent("mode:b", "KEYUNKNOWN")
+
     def test_enforce_without_tenant(self):
         admin = h.free_port()
         kg = self.start_private_keygate(

@@ -144,8 +144,8 @@ TEST_CASE("usage lists every flag", "[config][cli]") {
   const std::string text = usage();
   for (const char* flag :
        {"--config FILE", "--listen HOST:PORT", "--upstream HOST:PORT", "--cluster HOST:PORT,...",
-        "--admin HOST:PORT", "--threads N", "--log-level LEVEL", "--log-format FORMAT",
-        "-h, --help", "-V, --version"}) {
+        "--admin HOST:PORT", "--registry FILE", "--registry-mode MODE", "--threads N",
+        "--log-level LEVEL", "--log-format FORMAT", "-h, --help", "-V, --version"}) {
     CHECK_THAT(text, Contains(flag));
   }
   CHECK_THAT(text, StartsWith("Usage: keygate"));
@@ -279,6 +279,35 @@ TEST_CASE("bad cluster seed lists are errors at the flag", "[config][overrides]"
   REQUIRE_FALSE(both.ok());
   CHECK(both.errors[0].path == "--cluster");
   CHECK_THAT(both.errors[0].message, Contains("not both"));
+}
+
+TEST_CASE("the registry-mode flag overrides registryMode and is validated", "[config][overrides]") {
+  const auto parsed = parse({"--registry-mode", "audit"});
+  REQUIRE(parsed.errors.empty());
+  CHECK(parsed.options.overrides.registryMode == "audit");
+
+  auto result = loadFromString("registry: r.yaml\nregistryMode: audit\n", "f.yaml");
+  Overrides o;
+  o.registryMode = "enforce";
+  applyOverrides(o, result);
+  REQUIRE(result.ok());
+  CHECK(result.config.registryMode == keygate::config::RegistryMode::kEnforce);
+
+  auto bad = loadFromString("registry: r.yaml\n", "f.yaml");
+  Overrides b;
+  b.registryMode = "off";
+  applyOverrides(b, bad);
+  REQUIRE(bad.errors.size() == 1);
+  CHECK(bad.errors[0].path == "--registry-mode");
+  CHECK_FALSE(bad.config.registryMode);
+
+  auto noRegistry = loadFromString("", "f.yaml");
+  Overrides n;
+  n.registryMode = "audit";
+  applyOverrides(n, noRegistry);
+  REQUIRE(noRegistry.errors.size() == 1);
+  CHECK(noRegistry.errors[0].path == "--registry-mode");
+  CHECK_THAT(noRegistry.errors[0].message, Contains("none is configured"));
 }
 
 TEST_CASE("overrides are checked against the rest of the config", "[config][overrides]") {

@@ -284,7 +284,7 @@ TEST_CASE("unknown keys far from any sibling point to the right section", "[conf
       top.message,
       Contains(
           "remove it, or use one of: listen, admin, tls, acl, threads, ioUring, log, upstream, "
-          "limits, shutdown, observability, registry, tenant."));
+          "limits, shutdown, observability, registry, registryMode, tenant."));
 }
 
 TEST_CASE("duplicate keys, odd keys and extra documents are errors", "[config][load]") {
@@ -585,4 +585,29 @@ TEST_CASE("observability.keyTracking is a boolean, on by default", "[config][loa
   REQUIRE(bad.errors.size() == 1);
   CHECK(bad.errors[0].line == 2);
   CHECK(bad.errors[0].path == "observability.keyTracking");
+}
+
+TEST_CASE("registryMode is enforce or audit, unset by default, and needs a registry",
+          "[config][load][cross]") {
+  using keygate::config::loadFromString;
+  using keygate::config::RegistryMode;
+  CHECK_FALSE(loadFromString("registry: r.yaml\n", "t.yaml").config.registryMode);
+  auto audit = loadFromString("registry: r.yaml\nregistryMode: audit\n", "t.yaml");
+  REQUIRE(audit.ok());
+  CHECK(audit.config.registryMode == RegistryMode::kAudit);
+  auto enforce = loadFromString("registry: r.yaml\nregistryMode: enforce\n", "t.yaml");
+  REQUIRE(enforce.ok());
+  CHECK(enforce.config.registryMode == RegistryMode::kEnforce);
+
+  auto bad = loadFromString("registry: r.yaml\nregistryMode: strict\n", "t.yaml");
+  REQUIRE(bad.errors.size() == 1);
+  CHECK(bad.errors[0].line == 2);
+  CHECK(bad.errors[0].column == 15);
+  CHECK(bad.errors[0].path == "registryMode");
+  CHECK_THAT(bad.errors[0].message, Contains("enforce or audit"));
+
+  auto alone = loadFromString("registryMode: audit\n", "t.yaml");
+  REQUIRE(alone.errors.size() == 1);
+  CHECK(alone.errors[0].path == "registryMode");
+  CHECK_THAT(alone.errors[0].message, Contains("none is configured"));
 }
