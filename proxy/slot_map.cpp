@@ -8,20 +8,32 @@ namespace keygate::proxy {
 
 namespace {
 
-// CRC16-CCITT (XMODEM): polynomial 0x1021, initial value 0, no reflection, table driven.
-constexpr std::array<std::uint16_t, 256> makeCrcTable() {
-  std::array<std::uint16_t, 256> table{};
+// CRC16-CCITT (XMODEM): polynomial 0x1021, initial value 0, no reflection, table driven,
+// eight bytes per step ("slicing by 8"). The CRC is linear, so the CRC after eight bytes is the
+// XOR of each byte's contribution: kCrc[k][b] is the CRC of byte b followed by k zero bytes, and
+// the current CRC's two bytes fold into the first two. One byte per step, each step waiting on
+// the last, was 6% of keygate's time at cluster GET pipeline 16 (keys of ~16 bytes).
+using CrcTables = std::array<std::array<std::uint16_t, 256>, 8>;
+
+constexpr CrcTables makeCrcTables() {
+  CrcTables t{};
   for (std::uint32_t i = 0; i < 256; ++i) {
     std::uint16_t crc = static_cast<std::uint16_t>(i << 8);
     for (int bit = 0; bit < 8; ++bit) {
       crc = static_cast<std::uint16_t>((crc & 0x8000) ? (crc << 1) ^ 0x1021 : crc << 1);
     }
-    table[i] = crc;
+    t[0][i] = crc;
   }
-  return table;
+  for (std::size_t k = 1; k < t.size(); ++k) {
+    for (std::uint32_t i = 0; i < 256; ++i) {
+      const std::uint16_t prev = t[k - 1][i];  // one more zero byte after it
+      t[k][i] = static_cast<std::uint16_t>((prev << 8) ^ t[0][prev >> 8]);
+    }
+  }
+  return t;
 }
 
-constexpr auto kCrcTable = makeCrcTable();
+constexpr CrcTables kCrc = makeCrcTables();
 
 bool parsePort(std::int64_t value, std::uint16_t& port) {
   if (value <= 0 || value > 65535) return false;
@@ -33,9 +45,15 @@ bool parsePort(std::int64_t value, std::uint16_t& port) {
 
 std::uint16_t crc16(std::string_view data) {
   std::uint16_t crc = 0;
-  for (const char c : data) {
-    crc = static_cast<std::uint16_t>((crc << 8) ^
-                                     kCrcTable[((crc >> 8) ^ static_cast<std::uint8_t>(c)) & 0xff]);
+  const auto* p = reinterpret_cast<const unsigned char*>(data.data());
+  std::size_t n = data.size();
+  for (; n >= 8; n -= 8, p += 8) {
+    crc = static_cast<std::uint16_t>(kCrc[7][(crc >> 8) ^ p[0]] ^ kCrc[6][(crc & 0xff) ^ p[1]] ^
+                                     kCrc[5][p[2]] ^ kCrc[4][p[3]] ^ kCrc[3][p[4]] ^ kCrc[2][p[5]] ^
+                                     kCrc[1][p[6]] ^ kCrc[0][p[7]]);
+  }
+  for (; n > 0; --n, ++p) {
+    crc = static_cast<std::uint16_t>((crc << 8) ^ kCrc[0][(crc >> 8) ^ *p]);
   }
   return crc;
 }

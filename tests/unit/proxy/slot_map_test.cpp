@@ -13,6 +13,32 @@ TEST_CASE("crc16 is CRC16-CCITT XMODEM as the Redis Cluster spec defines it") {
   CHECK(crc16("") == 0);
 }
 
+TEST_CASE("crc16 eight bytes at a time equals the bit-by-bit definition at every length") {
+  // The definition: shift each bit through polynomial 0x1021, most significant first.
+  auto reference = [](std::string_view data) {
+    std::uint16_t crc = 0;
+    for (const char c : data) {
+      crc = static_cast<std::uint16_t>(crc ^ (static_cast<std::uint8_t>(c) << 8));
+      for (int bit = 0; bit < 8; ++bit)
+        crc = static_cast<std::uint16_t>((crc & 0x8000) ? (crc << 1) ^ 0x1021 : crc << 1);
+    }
+    return crc;
+  };
+  std::string data;
+  std::uint32_t x = 12345;
+  for (std::size_t len = 0; len <= 70; ++len) {
+    for (int round = 0; round < 20; ++round) {
+      data.resize(len);
+      for (char& c : data) {
+        x = x * 1103515245u + 12345u;  // a fixed pseudo-random sequence: every byte value
+        c = static_cast<char>(x >> 16);
+      }
+      INFO("length " << len);
+      REQUIRE(crc16(data) == reference(data));
+    }
+  }
+}
+
 TEST_CASE("key hash slots match redis-server's CLUSTER KEYSLOT") {
   // Values from `CLUSTER KEYSLOT` of redis-server 7.0.
   CHECK(keyHashSlot("foo") == 12182);
