@@ -276,6 +276,7 @@ void ClientSession::processInput() {
   if (processing_ || closed_) return;
   const BatchClock::Scope batch;  // every request of this read is stamped with one clock read
   processing_ = true;
+  ++readBatch_;
   while (!in_.empty() && !closing_ && !closed_) {
     if (mustPause()) {
       paused_ = true;
@@ -1893,7 +1894,9 @@ std::string ClientSession::upstreamError(std::string_view reason) const {
 // Reply ordering and writing
 
 std::uint64_t ClientSession::pushSlot() {
-  slots_.emplace_back().requestAt = sentLogBase_ + sentLog_.size();
+  Slot& slot = slots_.emplace_back();
+  slot.requestAt = sentLogBase_ + sentLog_.size();
+  slot.readBatch = readBatch_;
   return nextSeq_++;
 }
 
@@ -1921,11 +1924,13 @@ void ClientSession::completeSlot(std::uint64_t seq, std::string_view bytes) {
     return;
   }
   appendOut(bytes);
+  outBatch_ = slots_.front().readBatch;
   slots_.pop_front();
   ++headSeq_;
   while (!slots_.empty() && slots_.front().ready) {
     storedBytes_ -= slots_.front().data.size();
     appendOut(slots_.front().data);
+    outBatch_ = slots_.front().readBatch;
     slots_.pop_front();
     ++headSeq_;
   }
@@ -1966,6 +1971,15 @@ void ClientSession::flushOutput() {
   // Most replies fit the socket's buffer: sent here, without an asynchronous write.
   const std::size_t n = handshaking_ ? 0 : stream_.writeNow(out_, ec);
   sent(n, ec);
+}
+
+bool ClientSession::holdPartialBatch() {
+  // Bounded: a pipeline with more reply bytes than this is written as it comes.
+  constexpr std::size_t kHoldBytes = 64 * 1024;
+  if (!cluster_ || slots_.empty() || slots_.front().ready || out_.empty()) return false;
+  if (slots_.front().readBatch != outBatch_ || out_.size() >= kHoldBytes) return false;
+  dirty_ = false;
+  return true;
 }
 
 bool ClientSession::queueFlush(SocketBatch& batch, std::uint64_t cookie) {

@@ -67,6 +67,10 @@ class ClientSession final : public ReplySink,
   // nothing else: then flushOutput() (nothing to write, a write in flight, TLS, or already
   // queued in this batch).
   bool queueFlush(SocketBatch& batch, std::uint64_t cookie);
+  // Cluster: true while the replies ready to write are only part of what the client sent in one
+  // read and the rest is still being answered by other masters. Writing them now would wake the
+  // client once per master instead of once per pipeline; the next reply marks it dirty again.
+  bool holdPartialBatch();
   void flushDone(int result);
   // After Worker::deferTurnEnd: read the next requests (or finish closing).
   void resumeReading();
@@ -154,6 +158,7 @@ class ClientSession final : public ReplySink,
     // Coalescing / near-cache fill (ReadSharing): the flight this request leads or waits on.
     bool flightLeader = false;
     std::uint64_t flight = 0;
+    std::uint32_t readBatch = 0;  // processInput() call that parsed it (holdPartialBatch)
   };
 
   // Which kind of upstream connection the client's in-flight requests are on.
@@ -374,6 +379,8 @@ class ClientSession final : public ReplySink,
   std::uint32_t inflightWrites_ = 0;  // unanswered writes: no near-cache hit may overtake one
   std::size_t storedBytes_ = 0;
   std::string out_;
+  std::uint32_t readBatch_ = 0;  // processInput() calls so far
+  std::uint32_t outBatch_ = 0;   // readBatch of the last reply appended to out_
   std::string writing_;
   bool writeInFlight_ = false;
   bool reading_ = false;  // a read is posted or in flight

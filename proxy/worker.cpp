@@ -554,6 +554,9 @@ void Worker::flushDirty() {
   if (dirty_.empty()) return;
   auto batch = std::move(dirty_);
   dirty_.clear();
+  if (cluster_) {
+    std::erase_if(batch, [](const auto& s) { return s->holdPartialBatch(); });
+  }
   flushSessions(batch);
   if (dirty_.empty()) {
     batch.clear();
