@@ -286,25 +286,23 @@ TEST_CASE("the registry-mode flag overrides registryMode and is validated", "[co
   REQUIRE(parsed.errors.empty());
   CHECK(parsed.options.overrides.registryMode == "audit");
 
-  auto result = loadFromString("registry: r.yaml\nregistryMode: audit\n", "f.yaml");
-  Overrides o;
-  o.registryMode = "enforce";
-  applyOverrides(o, result);
-  REQUIRE(result.ok());
-  CHECK(result.config.registryMode == keygate::config::RegistryMode::kEnforce);
+  auto withFlag = [](const char* yaml, const char* mode) {
+    auto result = loadFromString(yaml, "f.yaml");
+    Overrides o;
+    o.registryMode = mode;
+    applyOverrides(o, result);
+    return result;
+  };
+  const auto flagWins = withFlag("registry: r.yaml\nregistryMode: audit\n", "enforce");
+  REQUIRE(flagWins.ok());
+  CHECK(flagWins.config.registryMode == keygate::config::RegistryMode::kEnforce);
 
-  auto bad = loadFromString("registry: r.yaml\n", "f.yaml");
-  Overrides b;
-  b.registryMode = "off";
-  applyOverrides(b, bad);
+  const auto bad = withFlag("registry: r.yaml\n", "off");
   REQUIRE(bad.errors.size() == 1);
   CHECK(bad.errors[0].path == "--registry-mode");
   CHECK_FALSE(bad.config.registryMode);
 
-  auto noRegistry = loadFromString("", "f.yaml");
-  Overrides n;
-  n.registryMode = "audit";
-  applyOverrides(n, noRegistry);
+  const auto noRegistry = withFlag("", "audit");
   REQUIRE(noRegistry.errors.size() == 1);
   CHECK(noRegistry.errors[0].path == "--registry-mode");
   CHECK_THAT(noRegistry.errors[0].message, Contains("none is configured"));
