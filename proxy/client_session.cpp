@@ -1918,23 +1918,52 @@ void ClientSession::completeSlot(std::uint64_t seq, std::string_view bytes) {
   if (slots_[index].tracked) recordCompletion(slots_[index], bytes);
   if (index != 0) {
     Slot& slot = slots_[index];
-    slot.data.assign(bytes);
+    slot.parkedAt = parkedBase_ + parked_.size();
+    slot.parkedLen = bytes.size();
+    parked_.append(bytes);
     slot.ready = true;
-    storedBytes_ += slot.data.size();
+    storedBytes_ += bytes.size();
     return;
   }
   appendOut(bytes);
   outBatch_ = slots_.front().readBatch;
   slots_.pop_front();
   ++headSeq_;
+  bool unparked = false;
   while (!slots_.empty() && slots_.front().ready) {
-    storedBytes_ -= slots_.front().data.size();
-    appendOut(slots_.front().data);
-    outBatch_ = slots_.front().readBatch;
+    const Slot& next = slots_.front();
+    storedBytes_ -= next.parkedLen;
+    appendOut(std::string_view(parked_).substr(next.parkedAt - parkedBase_, next.parkedLen));
+    outBatch_ = next.readBatch;
+    unparked = true;
     slots_.pop_front();
     ++headSeq_;
   }
+  if (unparked) trimParked();
   if (!sentLog_.empty()) trimSentLog();
+}
+
+void ClientSession::trimParked() {
+  if (storedBytes_ == 0) {
+    parkedBase_ += parked_.size();
+    parked_.clear();
+    if (parked_.capacity() > kIdleBufferKeep) std::string().swap(parked_);
+    parkedTrimAt_ = 0;
+    return;
+  }
+  // Still some parked: once at least half the buffer is written bytes, drop those before the
+  // oldest reply left. Written bytes behind it stay; look again when the buffer has doubled.
+  // Each byte is moved a bounded number of times, however long the pipeline.
+  constexpr std::size_t kSlack = 64 * 1024;
+  const std::size_t written = parked_.size() - storedBytes_;
+  if (written < kSlack || written < storedBytes_ || parked_.size() < parkedTrimAt_) return;
+  std::uint64_t oldest = parkedBase_ + parked_.size();
+  for (std::size_t i = 0; i < slots_.size(); ++i) {
+    if (slots_[i].ready) oldest = std::min(oldest, slots_[i].parkedAt);
+  }
+  parked_.erase(0, oldest - parkedBase_);
+  parkedBase_ = oldest;
+  parkedTrimAt_ = 2 * parked_.size();
 }
 
 void ClientSession::replyLocal(std::string_view bytes) {
@@ -2083,6 +2112,7 @@ void ClientSession::close() {
     worker_.reads().abandon(flight);
   expects_.clear();
   storedBytes_ = 0;
+  std::string().swap(parked_);
   std::string().swap(sentLog_);
   if (dedicated_) {
     dedicated_->setOwner(nullptr);

@@ -137,7 +137,8 @@ class ClientSession final : public ReplySink,
     std::uint16_t keySlot = 0;     // cluster: the hash slot the request was routed by
     std::uint32_t requestLen = 0;  // cluster: the request's bytes in sentLog_, kept until
     std::uint64_t requestAt = 0;   //          answered (for redirects); 0 length: none kept
-    std::string data;              // the reply, once ready
+    std::uint64_t parkedAt = 0;    // the reply, once ready (out of order): its offset in the
+    std::size_t parkedLen = 0;     //   parked_ stream, and its length
     // Endpoint profile (null: not sent to Redis under one, e.g. answered locally).
     EndpointRuntime* endpoint = nullptr;
     Breaker* breaker = nullptr;       // told the outcome
@@ -364,6 +365,7 @@ class ClientSession final : public ReplySink,
   RequestTraffic traffic_;
   bool rehandling_ = false;  // the request being handled waited for its route: counted already
   void recordCompletion(const Slot& slot, std::string_view reply);
+  void trimParked();
   // The profile the client's name selects, for the endpoint set of generation endpointGen_.
   int nameEndpoint_ = -1;
   std::string nameFor_;
@@ -377,7 +379,14 @@ class ClientSession final : public ReplySink,
   std::uint64_t headSeq_ = 0;
   std::uint64_t nextSeq_ = 0;
   std::uint32_t inflightWrites_ = 0;  // unanswered writes: no near-cache hit may overtake one
-  std::size_t storedBytes_ = 0;
+  std::size_t storedBytes_ = 0;       // bytes of parked replies still to be written
+  // Replies that arrived before an earlier request's (cluster: another master answered first),
+  // in arrival order, in one buffer instead of one allocation each; parkedBase_ is the stream
+  // offset of its first byte. Emptied whenever nothing parked is left, trimmed of the written
+  // prefix otherwise (trimParked).
+  std::string parked_;
+  std::uint64_t parkedBase_ = 0;
+  std::size_t parkedTrimAt_ = 0;  // trimParked looks again once parked_ is this large
   std::string out_;
   std::uint32_t readBatch_ = 0;  // processInput() calls so far
   std::uint32_t outBatch_ = 0;   // readBatch of the last reply appended to out_
