@@ -1689,23 +1689,19 @@ ClientSession::Slot* ClientSession::findSlot(std::uint64_t seq) {
 }
 
 std::string_view ClientSession::requestOf(const Slot& slot) const {
-  return std::string_view(sentLog_).substr(slot.requestAt - sentLogBase_, slot.requestLen);
+  return sentLog_.view(slot.requestAt, slot.requestLen);
 }
 
 void ClientSession::trimSentLog() {
   if (slots_.empty()) {
-    sentLogBase_ += sentLog_.size();
-    sentLog_.clear();
-    if (sentLog_.capacity() > kIdleBufferKeep) std::string().swap(sentLog_);
+    sentLog_.clear(kIdleBufferKeep);
     return;
   }
   // Every slot notes where the log ended when it was pushed, so the head's mark bounds what
   // unanswered requests still need. Erasing moves the rest: do it once enough is dead.
-  const std::size_t dead = slots_.front().requestAt - sentLogBase_;
-  if (dead >= kIdleBufferKeep && dead * 2 >= sentLog_.size()) {
-    sentLog_.erase(0, dead);
-    sentLogBase_ += dead;
-  }
+  const std::uint64_t needed = slots_.front().requestAt;
+  const std::size_t dead = sentLog_.bytesBefore(needed);
+  if (dead >= kIdleBufferKeep && dead * 2 >= sentLog_.size()) sentLog_.dropBefore(needed);
 }
 
 void ClientSession::onFailure(std::uint64_t tag, std::string_view reason) {
@@ -1895,7 +1891,7 @@ std::string ClientSession::upstreamError(std::string_view reason) const {
 
 std::uint64_t ClientSession::pushSlot() {
   Slot& slot = slots_.emplace_back();
-  slot.requestAt = sentLogBase_ + sentLog_.size();
+  slot.requestAt = sentLog_.end();
   slot.readBatch = readBatch_;
   return nextSeq_++;
 }
@@ -1918,9 +1914,8 @@ void ClientSession::completeSlot(std::uint64_t seq, std::string_view bytes) {
   if (slots_[index].tracked) recordCompletion(slots_[index], bytes);
   if (index != 0) {
     Slot& slot = slots_[index];
-    slot.parkedAt = parkedBase_ + parked_.size();
+    slot.parkedAt = parked_.append(bytes);
     slot.parkedLen = bytes.size();
-    parked_.append(bytes);
     slot.ready = true;
     storedBytes_ += bytes.size();
     return;
@@ -1933,7 +1928,7 @@ void ClientSession::completeSlot(std::uint64_t seq, std::string_view bytes) {
   while (!slots_.empty() && slots_.front().ready) {
     const Slot& next = slots_.front();
     storedBytes_ -= next.parkedLen;
-    appendOut(std::string_view(parked_).substr(next.parkedAt - parkedBase_, next.parkedLen));
+    appendOut(parked_.view(next.parkedAt, next.parkedLen));
     outBatch_ = next.readBatch;
     unparked = true;
     slots_.pop_front();
@@ -1945,24 +1940,22 @@ void ClientSession::completeSlot(std::uint64_t seq, std::string_view bytes) {
 
 void ClientSession::trimParked() {
   if (storedBytes_ == 0) {
-    parkedBase_ += parked_.size();
-    parked_.clear();
-    if (parked_.capacity() > kIdleBufferKeep) std::string().swap(parked_);
+    parked_.clear(kIdleBufferKeep);
     parkedTrimAt_ = 0;
     return;
   }
   // Still some parked: once at least half the buffer is written bytes, drop those before the
-  // oldest reply left. Written bytes behind it stay; look again when the buffer has doubled.
-  // Each byte is moved a bounded number of times, however long the pipeline.
+  // oldest reply left (parked in arrival order, not request order: found by a scan). Written
+  // bytes behind it stay; look again when the buffer has doubled. Each byte is moved a bounded
+  // number of times, however long the pipeline.
   constexpr std::size_t kSlack = 64 * 1024;
   const std::size_t written = parked_.size() - storedBytes_;
   if (written < kSlack || written < storedBytes_ || parked_.size() < parkedTrimAt_) return;
-  std::uint64_t oldest = parkedBase_ + parked_.size();
+  std::uint64_t oldest = parked_.end();
   for (std::size_t i = 0; i < slots_.size(); ++i) {
     if (slots_[i].ready) oldest = std::min(oldest, slots_[i].parkedAt);
   }
-  parked_.erase(0, oldest - parkedBase_);
-  parkedBase_ = oldest;
+  parked_.dropBefore(oldest);
   parkedTrimAt_ = 2 * parked_.size();
 }
 
@@ -2005,7 +1998,7 @@ void ClientSession::flushOutput() {
 bool ClientSession::holdPartialBatch() {
   // Bounded: a pipeline with more reply bytes than this is written as it comes.
   constexpr std::size_t kHoldBytes = 64 * 1024;
-  if (!cluster_ || slots_.empty() || slots_.front().ready || out_.empty()) return false;
+  if (slots_.empty() || slots_.front().ready || out_.empty()) return false;
   if (slots_.front().readBatch != outBatch_ || out_.size() >= kHoldBytes) return false;
   dirty_ = false;
   return true;
@@ -2112,8 +2105,8 @@ void ClientSession::close() {
     worker_.reads().abandon(flight);
   expects_.clear();
   storedBytes_ = 0;
-  std::string().swap(parked_);
-  std::string().swap(sentLog_);
+  parked_.release();
+  sentLog_.release();
   if (dedicated_) {
     dedicated_->setOwner(nullptr);
     dedicated_->close("client disconnected");

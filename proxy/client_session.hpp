@@ -39,6 +39,7 @@
 #include "proxy/resp/request_parser.hpp"
 #include "proxy/ring_queue.hpp"
 #include "proxy/slot_map.hpp"
+#include "proxy/stream_log.hpp"
 #include "proxy/tls.hpp"
 #include "proxy/upstream_connection.hpp"
 
@@ -67,9 +68,10 @@ class ClientSession final : public ReplySink,
   // nothing else: then flushOutput() (nothing to write, a write in flight, TLS, or already
   // queued in this batch).
   bool queueFlush(SocketBatch& batch, std::uint64_t cookie);
-  // Cluster: true while the replies ready to write are only part of what the client sent in one
-  // read and the rest is still being answered by other masters. Writing them now would wake the
-  // client once per master instead of once per pipeline; the next reply marks it dirty again.
+  // Cluster mode (Worker::flushDirty asks only then): true while the replies ready to write are
+  // only part of what the client sent in one read and the rest is still being answered by other
+  // masters. Writing them now would wake the client once per master instead of once per pipeline;
+  // the next reply marks it dirty again.
   bool holdPartialBatch();
   void flushDone(int result);
   // After Worker::deferTurnEnd: read the next requests (or finish closing).
@@ -372,20 +374,16 @@ class ClientSession final : public ReplySink,
   std::uint64_t endpointGen_ = ~std::uint64_t{0};
 
   RingQueue<Slot> slots_;
-  // Cluster: the bytes of requests still unanswered, in send order (one buffer, not one
-  // allocation per request); sentLogBase_ is the stream offset of its first byte.
-  std::string sentLog_;
-  std::uint64_t sentLogBase_ = 0;
+  // Cluster: the bytes of requests still unanswered, in send order (Slot::requestAt).
+  StreamLog sentLog_;
   std::uint64_t headSeq_ = 0;
   std::uint64_t nextSeq_ = 0;
   std::uint32_t inflightWrites_ = 0;  // unanswered writes: no near-cache hit may overtake one
   std::size_t storedBytes_ = 0;       // bytes of parked replies still to be written
   // Replies that arrived before an earlier request's (cluster: another master answered first),
-  // in arrival order, in one buffer instead of one allocation each; parkedBase_ is the stream
-  // offset of its first byte. Emptied whenever nothing parked is left, trimmed of the written
-  // prefix otherwise (trimParked).
-  std::string parked_;
-  std::uint64_t parkedBase_ = 0;
+  // in arrival order (Slot::parkedAt). Emptied whenever nothing parked is left, trimmed of the
+  // written prefix otherwise (trimParked).
+  StreamLog parked_;
   std::size_t parkedTrimAt_ = 0;  // trimParked looks again once parked_ is this large
   std::string out_;
   std::uint32_t readBatch_ = 0;  // processInput() calls so far
